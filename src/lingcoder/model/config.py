@@ -1,0 +1,192 @@
+"""`BailingMoeConfig`: the architecture's hyper-parameters, with the HF `config.json` field names.
+
+Presets: `ling-coder-lite` (the real model, PAPER.md section 1), `small` (one GPU), `tiny` (a CPU
+in minutes). `dense()` turns any config into its dense twin in the same code path: every layer
+is a plain SwiGLU MLP (HF's `first_k_dense_replace` = all layers) whose width equals the FFN
+width a token activates in the MoE (top-k + shared experts), so both read the same parameters
+per token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lingcoder.errors import LingcoderError
+
+MODEL_TYPE = "bailing_moe"
+ARCHITECTURE = "BailingMoeForCausalLM"
+
+
+@dataclass
+class BailingMoeConfig:
+    vocab_size: int = 126464
+    hidden_size: int = 2048
+    intermediate_size: int = 5632
+    num_hidden_layers: int = 28
+    num_attention_heads: int = 16
+    num_key_value_heads: int = 4
+    head_dim: int | None = 128
+    hidden_act: str = "silu"
+    use_qkv_bias: bool = False
+    use_bias: bool = False
+    rms_norm_eps: float = 1e-6
+    norm_head: bool = True
+    tie_word_embeddings: bool = False
+    initializer_range: float = 0.006
+    max_position_embeddings: int = 16384
+    rope_theta: float = 600000.0
+    rope_scaling: dict | None = None
+    num_experts: int = 64
+    num_shared_experts: int = 2
+    num_experts_per_tok: int = 6
+    norm_topk_prob: bool = True
+    moe_intermediate_size: int = 1408
+    first_k_dense_replace: int = 0
+    pad_token_id: int = 126081
+    eos_token_id: int = 126081
+    bos_token_id: int | None = None
+    embedding_dropout: float = 0.0
+    attention_dropout: float = 0.0
+    output_dropout: float = 0.0
+    use_cache: bool = True
+    torch_dtype: str = "bfloat16"
+    # Training-time knobs (ours, not read by HF/vLLM; harmless extra keys in config.json).
+    router_aux_loss_coef: float = 0.015
+    router_z_loss_coef: float = 1e-4
+    moe_router_bias_update_rate: float = 0.0  # > 0: aux-loss-free balancing (DeepSeek-V3 bias)
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)  # unknown HF keys, kept verbatim
+
+    def __post_init__(self) -> None:
+        if self.head_dim is None:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        self.validate()
+
+    # -- derived -----------------------------------------------------------------------
+    @property
+    def num_dense_layers(self) -> int:
+        return min(self.first_k_dense_replace, self.num_hidden_layers)
+
+    def is_moe_layer(self, layer: int) -> bool:
+        return self.num_experts > 0 and layer >= self.first_k_dense_replace
+
+    @property
+    def shared_intermediate_size(self) -> int:
+        return self.moe_intermediate_size * self.num_shared_experts
+
+    def validate(self) -> None:
+        checks = [
+            (self.num_attention_heads % self.num_key_value_heads == 0,
+             "num_attention_heads must be a multiple of num_key_value_heads"),
+            (self.head_dim % 2 == 0, "head_dim must be even (RoPE rotates pairs)"),
+            (self.hidden_act == "silu", "only hidden_act = 'silu' (SwiGLU) is supported"),
+            (self.num_experts == 0 or 0 < self.num_experts_per_tok <= self.num_experts,
+             "num_experts_per_tok must be in 1..num_experts"),
+            (self.rope_scaling is None, "rope_scaling is not supported (Ling-Coder-lite uses none)"),
+            (self.vocab_size > 0 and self.hidden_size > 0 and self.num_hidden_layers > 0,
+             "vocab_size, hidden_size and num_hidden_layers must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise LingcoderError(f"invalid BailingMoeConfig: {message}")
+
+    # -- presets -----------------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> BailingMoeConfig:
+        if name not in PRESETS:
+            raise LingcoderError(f"unknown model preset {name!r} (known: {', '.join(PRESETS)})")
+        return dataclasses.replace(PRESETS[name], **overrides)
+
+    def dense(self) -> BailingMoeConfig:
+        """The dense twin: all layers SwiGLU MLPs as wide as the FFN a token activates in the MoE."""
+        active_ffn = self.moe_intermediate_size * (self.num_experts_per_tok + self.num_shared_experts)
+        width = active_ffn if self.num_experts > 0 else self.intermediate_size
+        return dataclasses.replace(self, intermediate_size=width, first_k_dense_replace=self.num_hidden_layers)
+
+    # -- HF config.json ------------------------------------------------------------------
+    def to_hf_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**self.extra, **data, "model_type": MODEL_TYPE, "architectures": [ARCHITECTURE]}
+
+    @classmethod
+    def from_hf_dict(cls, data: dict[str, Any], source: str = "config") -> BailingMoeConfig:
+        if data.get("model_type") != MODEL_TYPE:
+            raise LingcoderError(f"{source}: model_type is {data.get('model_type')!r}, expected {MODEL_TYPE!r}")
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        extra = {k: v for k, v in data.items() if k not in known and k not in ("model_type", "architectures")}
+        if "head_dim" not in data:
+            kwargs["head_dim"] = None
+        for name in ("eos_token_id", "pad_token_id", "bos_token_id"):
+            if isinstance(kwargs.get(name), list):  # HF allows a list of end tokens; keep the first
+                extra[f"{name}_all"] = kwargs[name]
+                kwargs[name] = kwargs[name][0]
+        try:
+            return cls(**kwargs, extra=extra)
+        except TypeError as exc:
+            raise LingcoderError(f"{source}: {exc}") from None
+
+    def save(self, directory: str | Path) -> None:
+        path = Path(directory) / "config.json"
+        path.write_text(json.dumps(self.to_hf_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> BailingMoeConfig:
+        path = Path(directory) / "config.json"
+        if not path.is_file():
+            raise LingcoderError(f"{directory}: no config.json (not a checkpoint directory)")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise LingcoderError(f"{path}: invalid JSON: {exc}") from None
+        return cls.from_hf_dict(data, str(path))
+
+
+PRESETS: dict[str, BailingMoeConfig] = {
+    "ling-coder-lite": BailingMoeConfig(),
+    # ~250M total / ~110M active: fits one GPU for real pretraining runs.
+    "small": BailingMoeConfig(
+        vocab_size=32768, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
+        num_attention_heads=12, num_key_value_heads=4, head_dim=64, num_experts=24,
+        num_shared_experts=2, num_experts_per_tok=4, moe_intermediate_size=256,
+        max_position_embeddings=4096, initializer_range=0.02,
+        pad_token_id=0, eos_token_id=0,
+    ),
+    # A few million parameters: trains on 2 CPU cores in minutes.
+    "tiny": BailingMoeConfig(
+        vocab_size=4096, hidden_size=128, intermediate_size=512, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, num_experts=16,
+        num_shared_experts=1, num_experts_per_tok=2, moe_intermediate_size=64,
+        max_position_embeddings=2048, rope_theta=10000.0, initializer_range=0.02,
+        pad_token_id=0, eos_token_id=0, torch_dtype="float32",
+    ),
+}
+
+
+def count_parameters(config: BailingMoeConfig) -> tuple[int, int]:
+    """(total, activated per token) parameter counts, computed from the config alone."""
+    d, hd = config.hidden_size, config.head_dim
+    attention = d * (config.num_attention_heads + 2 * config.num_key_value_heads) * hd
+    attention += config.num_attention_heads * hd * d
+    norms = 2 * d
+    swiglu = lambda width: 3 * d * width  # gate, up, down
+    total = active = 0
+    for layer in range(config.num_hidden_layers):
+        total += attention + norms
+        active += attention + norms
+        if config.is_moe_layer(layer):
+            router = config.num_experts * d
+            shared = swiglu(config.shared_intermediate_size) if config.num_shared_experts else 0
+            total += router + shared + config.num_experts * swiglu(config.moe_intermediate_size)
+            active += router + shared + config.num_experts_per_tok * swiglu(config.moe_intermediate_size)
+        else:
+            total += swiglu(config.intermediate_size)
+            active += swiglu(config.intermediate_size)
+    embeddings = config.vocab_size * d
+    head = 0 if config.tie_word_embeddings else config.vocab_size * d
+    total += embeddings + head + d
+    active += embeddings + head + d
+    return total, active

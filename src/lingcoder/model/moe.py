@@ -1,0 +1,138 @@
+"""The MoE feed-forward: fp32 softmax router, top-k, grouped experts, shared experts, balancing losses.
+
+Shapes: T tokens, D model dim, E routed experts, K experts per token, F expert width.
+Dispatch is dropless: token copies are sorted by expert, per-expert offsets computed, and all
+experts run in three `torch._grouped_mm` calls (gate, up, down) over the stacked weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lingcoder.model.config import BailingMoeConfig
+
+
+class MLP(nn.Module):
+    """SwiGLU MLP `down(silu(gate(x)) * up(x))`: dense layers and the shared experts."""
+
+    def __init__(self, hidden: int, width: int, bias: bool = False):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden, width, bias=bias)
+        self.up_proj = nn.Linear(hidden, width, bias=bias)
+        self.down_proj = nn.Linear(width, hidden, bias=bias)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+@dataclass
+class RouterStats:
+    """What one MoE layer reports besides its output: losses (with grad) and load (without)."""
+
+    load_balancing_loss: torch.Tensor  # E * sum_e f_e * P_e; 1 when perfectly balanced
+    z_loss: torch.Tensor  # mean logsumexp(logits)^2
+    tokens_per_expert: torch.Tensor  # [E], detached
+    entropy: torch.Tensor  # mean routing entropy (nats), detached
+
+
+class Router(nn.Module):
+    """`mlp.gate` in the checkpoint: logits in fp32, softmax, top-k, optional renormalisation.
+
+    With aux-loss-free balancing a per-expert bias (DeepSeek-V3) shifts which experts are
+    *chosen* but not the weights they get; `update_bias` nudges it against the measured load.
+    """
+
+    def __init__(self, config: BailingMoeConfig):
+        super().__init__()
+        self.top_k, self.norm_topk_prob = config.num_experts_per_tok, config.norm_topk_prob
+        self.weight = nn.Parameter(torch.empty(config.num_experts, config.hidden_size))
+        self.bias_update_rate = config.moe_router_bias_update_rate
+        if self.bias_update_rate > 0:
+            self.register_buffer("expert_bias", torch.zeros(config.num_experts, dtype=torch.float32))
+        else:
+            self.expert_bias = None
+
+    def forward(self, x_TD: torch.Tensor):
+        logits_TE = F.linear(x_TD.float(), self.weight.float())
+        probs_TE = logits_TE.softmax(dim=-1)
+        choice_TE = probs_TE if self.expert_bias is None else probs_TE + self.expert_bias
+        topk_idx_TK = choice_TE.topk(self.top_k, dim=-1).indices
+        topk_w_TK = probs_TE.gather(-1, topk_idx_TK)
+        if self.norm_topk_prob and self.top_k > 1:
+            topk_w_TK = topk_w_TK / topk_w_TK.sum(dim=-1, keepdim=True)
+        return logits_TE, probs_TE, topk_idx_TK, topk_w_TK
+
+    @torch.no_grad()
+    def update_bias(self, tokens_per_expert_E: torch.Tensor) -> None:
+        if self.expert_bias is None:
+            return
+        load = tokens_per_expert_E.float()
+        self.expert_bias += self.bias_update_rate * torch.sign(load.mean() - load)
+
+
+class GroupedExperts(nn.Module):
+    """E SwiGLU experts stored stacked: gate_proj/up_proj [E, F, D], down_proj [E, D, F] (HF per-expert
+    layout, stacked on the first dim)."""
+
+    def __init__(self, num_experts: int, hidden: int, width: int):
+        super().__init__()
+        self.gate_proj = nn.Parameter(torch.empty(num_experts, width, hidden))
+        self.up_proj = nn.Parameter(torch.empty(num_experts, width, hidden))
+        self.down_proj = nn.Parameter(torch.empty(num_experts, hidden, width))
+
+    def forward(self, x_TD: torch.Tensor, topk_idx_TK: torch.Tensor, topk_w_TK: torch.Tensor):
+        """Weighted sum over each token's K experts, [T, D]; also the per-expert token counts [E]."""
+        T, K = topk_idx_TK.shape
+        E = self.gate_proj.shape[0]
+        flat_expert_N = topk_idx_TK.reshape(-1)  # N = T*K token copies
+        order_N = flat_expert_N.argsort(stable=True)
+        token_N = order_N // K
+        counts_E = torch.bincount(flat_expert_N, minlength=E)
+        offsets_E = counts_E.cumsum(0).to(torch.int32)
+        x_ND = x_TD[token_N]
+        h_NF = F.silu(torch._grouped_mm(x_ND, self.gate_proj.mT, offs=offsets_E))
+        h_NF = h_NF * torch._grouped_mm(x_ND, self.up_proj.mT, offs=offsets_E)
+        out_ND = torch._grouped_mm(h_NF, self.down_proj.mT, offs=offsets_E)
+        weighted_ND = out_ND.float() * topk_w_TK.reshape(-1)[order_N, None]
+        y_TD = torch.zeros(T, x_TD.shape[1], device=x_TD.device, dtype=torch.float32)
+        return y_TD.index_add_(0, token_N, weighted_ND).to(x_TD.dtype), counts_E
+
+
+class MoE(nn.Module):
+    """Routed experts plus always-on shared experts: `y = sum_k w_k E_k(x) + shared(x)`."""
+
+    def __init__(self, config: BailingMoeConfig):
+        super().__init__()
+        self.num_experts = config.num_experts
+        self.gate = Router(config)
+        self.experts = GroupedExperts(config.num_experts, config.hidden_size, config.moe_intermediate_size)
+        self.shared_experts = (
+            MLP(config.hidden_size, config.shared_intermediate_size) if config.num_shared_experts else None
+        )
+
+    def forward(self, x_BTD: torch.Tensor) -> tuple[torch.Tensor, RouterStats]:
+        x_TD = x_BTD.reshape(-1, x_BTD.shape[-1])
+        logits_TE, probs_TE, topk_idx_TK, topk_w_TK = self.gate(x_TD)
+        y_TD, counts_E = self.experts(x_TD, topk_idx_TK, topk_w_TK)
+        if self.shared_experts is not None:
+            y_TD = y_TD + self.shared_experts(x_TD)
+        return y_TD.view_as(x_BTD), router_stats(logits_TE, probs_TE, counts_E)
+
+
+def router_stats(logits_TE: torch.Tensor, probs_TE: torch.Tensor, counts_E: torch.Tensor) -> RouterStats:
+    """Switch/GShard load-balancing loss and ST-MoE router z-loss, plus load metrics."""
+    E = probs_TE.shape[-1]
+    fraction_E = counts_E.float() / counts_E.sum().clamp(min=1)  # share of token copies per expert
+    mean_prob_E = probs_TE.mean(dim=0)
+    with torch.no_grad():
+        entropy = -(probs_TE * probs_TE.clamp(min=1e-20).log()).sum(-1).mean()
+    return RouterStats(
+        load_balancing_loss=E * (fraction_E * mean_prob_E).sum(),
+        z_loss=torch.logsumexp(logits_TE, dim=-1).square().mean(),
+        tokens_per_expert=counts_E.detach(),
+        entropy=entropy,
+    )
