@@ -1,0 +1,128 @@
+"""The MoE block: grouped dispatch against a per-expert loop oracle, balancing losses, router bias."""
+
+import torch
+import torch.nn.functional as F
+
+from lingcoder.model.moe import MoE, router_stats
+
+from .conftest import micro_config
+
+
+def loop_oracle(moe: MoE, x_TD: torch.Tensor) -> torch.Tensor:
+    """The obvious implementation: for each expert, run the tokens routed to it. Test-only."""
+    _, _, topk_idx_TK, topk_w_TK = moe.gate(x_TD)
+    y_TD = torch.zeros_like(x_TD, dtype=torch.float32)
+    ex = moe.experts
+    for e in range(ex.gate_proj.shape[0]):
+        token, slot = (topk_idx_TK == e).nonzero(as_tuple=True)
+        if token.numel() == 0:
+            continue
+        h = F.silu(x_TD[token] @ ex.gate_proj[e].T) * (x_TD[token] @ ex.up_proj[e].T)
+        y_TD = y_TD.index_add(0, token, (h @ ex.down_proj[e].T).float() * topk_w_TK[token, slot, None])
+    y_TD = y_TD.to(x_TD.dtype)
+    if moe.shared_experts is not None:
+        y_TD = y_TD + moe.shared_experts(x_TD)
+    return y_TD
+
+
+def make_moe(seed=0, **overrides):
+    torch.manual_seed(seed)
+    moe = MoE(micro_config(**overrides))
+    for p in moe.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    return moe
+
+
+def test_grouped_dispatch_matches_loop_oracle_values_and_gradients():
+    moe = make_moe()
+    x = torch.randn(3, 7, 32, requires_grad=True)
+    y, stats = moe(x)
+    grad_out = torch.randn_like(y)
+    (y * grad_out).sum().backward()
+    grads = {n: p.grad.clone() for n, p in moe.named_parameters()}
+    x_grad = x.grad.clone()
+
+    moe.zero_grad()
+    x.grad = None
+    y_ref = loop_oracle(moe, x.reshape(-1, 32)).view_as(y)
+    (y_ref * grad_out).sum().backward()
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(x_grad, x.grad, atol=1e-5, rtol=1e-5)
+    for name, p in moe.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, atol=1e-5, rtol=1e-5, msg=name)
+    assert stats.tokens_per_expert.sum() == 21 * 2
+
+
+def test_experts_that_get_no_tokens_have_zero_gradient_and_match_oracle():
+    moe = make_moe()
+    with torch.no_grad():  # steer every token to experts 0 and 1: experts 2..7 get nothing
+        moe.gate.weight.zero_()
+        moe.gate.weight[0, 0] = 50.0
+        moe.gate.weight[1, 0] = 40.0
+    x = torch.randn(10, 32)
+    x[:, 0] = x[:, 0].abs() + 1
+    x.requires_grad_(True)
+    y, stats = moe(x[None])
+    assert stats.tokens_per_expert.tolist() == [10, 10, 0, 0, 0, 0, 0, 0]
+    y.sum().backward()
+    assert moe.experts.gate_proj.grad[2:].abs().sum() == 0
+    assert moe.experts.gate_proj.grad[:2].abs().sum() > 0
+    torch.testing.assert_close(y[0], loop_oracle(moe, x), atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_dispatch_matches_oracle_in_bf16():
+    moe = make_moe().to(torch.bfloat16)
+    x = torch.randn(64, 32, dtype=torch.bfloat16)
+    y, _ = moe(x[None])
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y[0].float(), loop_oracle(moe, x).float(), atol=0.05, rtol=0.02)
+
+
+def test_load_balancing_loss_is_one_when_balanced_and_rises_when_collapsed():
+    T, E, K = 64, 8, 2
+    uniform_probs = torch.full((T, E), 1 / E)
+    balanced_counts = torch.full((E,), T * K // E)
+    balanced = router_stats(torch.zeros(T, E), uniform_probs, balanced_counts)
+    collapsed_logits = torch.zeros(T, E)
+    collapsed_logits[:, :K] = 10.0
+    collapsed_counts = torch.zeros(E, dtype=torch.long)
+    collapsed_counts[:K] = T
+    collapsed = router_stats(collapsed_logits, collapsed_logits.softmax(-1), collapsed_counts)
+    torch.testing.assert_close(balanced.load_balancing_loss, torch.tensor(1.0))
+    assert collapsed.load_balancing_loss > 3.5  # -> E / K = 4 as routing collapses fully
+    assert collapsed.z_loss > balanced.z_loss
+    assert collapsed.entropy < balanced.entropy
+
+
+def test_balancing_loss_gradient_spreads_a_collapsed_router():
+    moe = make_moe()
+    with torch.no_grad():
+        moe.gate.weight.zero_()
+        moe.gate.weight[0, 0] = 1.0
+    opt = torch.optim.SGD(moe.gate.parameters(), lr=2.0)
+    x = torch.randn(256, 32)
+    x[:, 0] = x[:, 0].abs() + 1
+    before = moe(x[None])[1]
+    for _ in range(30):
+        opt.zero_grad()
+        moe(x[None])[1].load_balancing_loss.backward()
+        opt.step()
+    after = moe(x[None])[1]
+    assert after.load_balancing_loss < before.load_balancing_loss
+    assert after.tokens_per_expert.max() < before.tokens_per_expert.max()
+
+
+def test_aux_loss_free_bias_moves_load_toward_balance():
+    moe = make_moe(moe_router_bias_update_rate=0.05)
+    with torch.no_grad():
+        moe.gate.weight.zero_()
+        moe.gate.weight[0, 0] = 3.0
+        moe.gate.weight[1, 0] = 2.0
+    x = torch.randn(256, 32)
+    x[:, 0] = x[:, 0].abs()
+    start = moe(x[None])[1].tokens_per_expert
+    for _ in range(40):
+        moe.gate.update_bias(moe(x[None])[1].tokens_per_expert)
+    end = moe(x[None])[1].tokens_per_expert
+    assert end.max() < start.max()
+    assert moe.gate.expert_bias[0] < moe.gate.expert_bias.mean()  # the overloaded expert was pushed down
