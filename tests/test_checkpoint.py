@@ -64,7 +64,8 @@ def test_load_in_a_chosen_dtype(micro_model, tmp_path):
 
 
 def test_dense_and_aux_free_variants_round_trip(tmp_path):
-    for name, config in {"dense": micro_config().dense(), "bias": micro_config(moe_router_bias_update_rate=0.1)}.items():
+    variants = {"dense": micro_config().dense(), "bias": micro_config(moe_router_bias_update_rate=0.1)}
+    for name, config in variants.items():
         model = BailingMoeForCausalLM(config).eval()
         if name == "bias":
             model.model.layers[0].mlp.gate.expert_bias.fill_(0.25)
