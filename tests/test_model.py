@@ -16,9 +16,10 @@ def test_ling_coder_lite_counts_are_the_papers():
     assert round(active / 1e9, 2) == 2.75
 
 
-@pytest.mark.parametrize("preset", ["tiny", "small"])
-def test_counts_equal_instantiated_parameters(preset):
-    config = BailingMoeConfig.preset(preset)
+@pytest.mark.parametrize(("preset", "overrides"), [("tiny", {}), ("small", {}), ("tiny", {"use_bias": True,
+                                                     "use_qkv_bias": True, "first_k_dense_replace": 2})])
+def test_counts_equal_instantiated_parameters(preset, overrides):
+    config = BailingMoeConfig.preset(preset, **overrides)
     with torch.device("meta"):
         model = BailingMoeForCausalLM(config)
     assert count_parameters(config)[0] == model.num_parameters()

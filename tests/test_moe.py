@@ -1,28 +1,11 @@
 """The MoE block: grouped dispatch against a per-expert loop oracle, balancing losses, router bias."""
 
 import torch
-import torch.nn.functional as F
 
 from lingcoder.model.moe import MoE, router_stats
 
 from .conftest import micro_config
-
-
-def loop_oracle(moe: MoE, x_TD: torch.Tensor) -> torch.Tensor:
-    """The obvious implementation: for each expert, run the tokens routed to it. Test-only."""
-    _, _, topk_idx_TK, topk_w_TK = moe.gate(x_TD)
-    y_TD = torch.zeros_like(x_TD, dtype=torch.float32)
-    ex = moe.experts
-    for e in range(ex.gate_proj.shape[0]):
-        token, slot = (topk_idx_TK == e).nonzero(as_tuple=True)
-        if token.numel() == 0:
-            continue
-        h = F.silu(x_TD[token] @ ex.gate_proj[e].T) * (x_TD[token] @ ex.up_proj[e].T)
-        y_TD = y_TD.index_add(0, token, (h @ ex.down_proj[e].T).float() * topk_w_TK[token, slot, None])
-    y_TD = y_TD.to(x_TD.dtype)
-    if moe.shared_experts is not None:
-        y_TD = y_TD + moe.shared_experts(x_TD)
-    return y_TD
+from .moe_oracle import loop_oracle
 
 
 def make_moe(seed=0, **overrides):

@@ -83,7 +83,9 @@ def save_checkpoint(model: BailingMoeForCausalLM, directory: str | Path, max_sha
     generation = {"eos_token_id": config.eos_token_id, "pad_token_id": config.pad_token_id}
     (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     if tokenizer is not None:
-        tokenizer.save(str(directory / "tokenizer.json"))
+        from lingcoder.data.tokenizer import save_tokenizer
+
+        save_tokenizer(tokenizer, directory, model_max_length=config.max_position_embeddings)
     return [directory / n for n in names]
 
 

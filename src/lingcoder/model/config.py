@@ -171,6 +171,8 @@ def count_parameters(config: BailingMoeConfig) -> tuple[int, int]:
     d, hd = config.hidden_size, config.head_dim
     attention = d * (config.num_attention_heads + 2 * config.num_key_value_heads) * hd
     attention += config.num_attention_heads * hd * d
+    attention += config.use_qkv_bias * (config.num_attention_heads + 2 * config.num_key_value_heads) * hd
+    attention += config.use_bias * d  # the output projection `dense`
     norms = 2 * d
     swiglu = lambda width: 3 * d * width  # gate, up, down
     total = active = 0
@@ -190,3 +192,26 @@ def count_parameters(config: BailingMoeConfig) -> tuple[int, int]:
     total += embeddings + head + d
     active += embeddings + head + d
     return total, active
+
+
+def resolve_model_config(spec: str | Path, overrides: list[str] = ()) -> BailingMoeConfig:
+    """A config from a preset name, a TOML file's `[model]` table, or a checkpoint directory.
+
+    The `[model]` table names a `preset` (default `tiny`) and overrides any of its fields, as do
+    `--set key=value` overrides (keys without the `model.` prefix).
+    """
+    from lingcoder.config import apply_overrides, from_dict, load_toml
+
+    path = Path(spec)
+    if path.is_dir():
+        base, table = BailingMoeConfig.load(path), {}
+    elif path.suffix == ".toml" or path.is_file():
+        table = dict(load_toml(path).get("model", {}))
+        base = BailingMoeConfig.preset(str(table.pop("preset", "tiny")))
+    else:
+        base, table = BailingMoeConfig.preset(str(spec)), {}
+    table = apply_overrides(table, list(overrides))
+    dense = bool(table.pop("dense", False))
+    values = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+    config = from_dict(BailingMoeConfig, {**values, **table}, where="model")
+    return config.dense() if dense else config

@@ -19,11 +19,11 @@ from lingcoder.model.config import BailingMoeConfig
 class MLP(nn.Module):
     """SwiGLU MLP `down(silu(gate(x)) * up(x))`: dense layers and the shared experts."""
 
-    def __init__(self, hidden: int, width: int, bias: bool = False):
+    def __init__(self, hidden: int, width: int):
         super().__init__()
-        self.gate_proj = nn.Linear(hidden, width, bias=bias)
-        self.up_proj = nn.Linear(hidden, width, bias=bias)
-        self.down_proj = nn.Linear(width, hidden, bias=bias)
+        self.gate_proj = nn.Linear(hidden, width, bias=False)
+        self.up_proj = nn.Linear(hidden, width, bias=False)
+        self.down_proj = nn.Linear(width, hidden, bias=False)
 
     def forward(self, x):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))

@@ -41,7 +41,7 @@ class DecoderLayer(nn.Module):
         if config.is_moe_layer(layer):
             self.mlp = MoE(config)
         else:
-            self.mlp = MLP(config.hidden_size, config.intermediate_size, bias=config.use_bias)
+            self.mlp = MLP(config.hidden_size, config.intermediate_size)  # never biased, as in the reference
 
     def forward(self, x_BTD, cos, sin, mask, cache):
         h_BTD = x_BTD + self.attention(self.input_layernorm(x_BTD), cos, sin, mask, cache)

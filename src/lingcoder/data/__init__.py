@@ -1,0 +1,1 @@
+"""Data: curation steps, tokenizer training, tokenization."""
