@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from lingcoder.errors import LingcoderError
 
@@ -31,7 +32,7 @@ def main() -> None:
     try:
         app()
     except LingcoderError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
         sys.exit(2)
 
 
