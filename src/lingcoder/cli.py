@@ -125,3 +125,66 @@ def demo_cmd(
     from lingcoder.demo import run_demo
 
     run_demo(out, steps=steps, seed=seed)
+
+
+# -- tokenizer, tokenize, pretrain -------------------------------------------------------------
+tokenizer_app = typer.Typer(help="Train a byte-level BPE tokenizer.", no_args_is_help=True)
+app.add_typer(tokenizer_app, name="tokenizer")
+
+
+@tokenizer_app.command("train")
+def tokenizer_train_cmd(
+    data: str = typer.Argument(..., help="Curated directory (or folder/file of Parquet with a `content` column)."),
+    out: str = typer.Option(..., "--out", help="Directory for tokenizer.json and tokenizer_config.json."),
+    vocab_size: int = typer.Option(4096, help="Vocabulary size, special tokens and 256 bytes included."),
+    max_documents: int = typer.Option(0, help="Train on at most this many documents (0 = all)."),
+) -> None:
+    """Train the tokenizer on curated documents and check it round-trips every one of them."""
+    from lingcoder.data.tokenizer import train_tokenizer_on_parquet
+
+    report = train_tokenizer_on_parquet(data, out, vocab_size=vocab_size, max_documents=max_documents)
+    console.print(f"tokenizer: {report['vocab_size']} tokens, trained on {report['documents']:,} documents; "
+                  f"round trip lossless on {report['round_trip_ok']:,}/{report['documents']:,} -> {out}")
+
+
+@app.command("tokenize")
+def tokenize_cmd(
+    curated: str = typer.Argument(None, help="Curated directory: every Parquet folder in it is a source."),
+    tokenizer: str = typer.Option(..., "--tokenizer", help="Directory with tokenizer.json."),
+    out: str = typer.Option(..., "--out", help="Output tokens directory."),
+    source: list[str] = typer.Option([], "--source", help="NAME=PATH instead of discovering sources."),
+    fim_rate: float = typer.Option(0.5, help="Share of documents turned into fill-in-the-middle."),
+    spm_rate: float = typer.Option(0.5, help="Among FIM documents, share in SPM order (else PSM)."),
+    val_fraction: float = typer.Option(0.01, help="Share of documents held out for validation."),
+    seed: int = typer.Option(0, help="Seed of the FIM and split draws (per document id)."),
+    workers: int = typer.Option(0, help="Local worker processes (0 = all cores)."),
+) -> None:
+    """Curated Parquet -> token shards (with document boundaries, FIM and a validation split)."""
+    import os
+
+    from lingcoder.data.fim import FimConfig
+    from lingcoder.data.tokenize import tokenize
+
+    index = tokenize(curated, tokenizer, out, sources=source, fim=FimConfig(fim_rate, spm_rate, seed),
+                     val_fraction=val_fraction, seed=seed, workers=workers or os.cpu_count() or 1)
+    for name, entry in index["sources"].items():
+        console.print(f"  {name}: {entry['train']['tokens']:,} train / {entry['val']['tokens']:,} val tokens "
+                      f"({entry['train']['documents']:,} / {entry['val']['documents']:,} documents)")
+    console.print(f"tokens -> {out}")
+
+
+@app.command("pretrain")
+def pretrain_cmd(
+    config: str = typer.Argument(..., help="TOML config (model, data, train, phases)."),
+    set_: list[str] = typer.Option([], "--set", help="Override, e.g. --set train.micro_batch_size=4."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint."),
+) -> None:
+    """Pretrain through the config's phases; run under torchrun for FSDP2 across processes."""
+    from lingcoder.train.config import load_pretrain_config
+    from lingcoder.train.distributed import shutdown
+    from lingcoder.train.loop import pretrain
+
+    try:
+        pretrain(load_pretrain_config(config, set_), resume=resume)
+    finally:
+        shutdown()

@@ -31,10 +31,10 @@ ONE_EXPERT = re.compile(r"(.*\.mlp\.experts)\.(\d+)\.(gate_proj|up_proj|down_pro
 _SIZE_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "B": 1}
 
 
-def hf_tensors(model: BailingMoeForCausalLM) -> Iterator[tuple[str, torch.Tensor]]:
+def hf_tensors(state_dict: dict[str, torch.Tensor], config: BailingMoeConfig) -> Iterator[tuple[str, torch.Tensor]]:
     """(HF key, tensor) pairs in checkpoint order, experts un-stacked (views, no copies)."""
-    for name, tensor in model.state_dict().items():
-        if name == "lm_head.weight" and model.config.tie_word_embeddings:
+    for name, tensor in state_dict.items():
+        if name == "lm_head.weight" and config.tie_word_embeddings:
             continue
         stacked = STACKED_EXPERTS.fullmatch(name)
         if stacked:
@@ -47,12 +47,18 @@ def hf_tensors(model: BailingMoeForCausalLM) -> Iterator[tuple[str, torch.Tensor
 def save_checkpoint(model: BailingMoeForCausalLM, directory: str | Path, max_shard_size: int | str = "5GB",
                     tokenizer=None) -> list[Path]:
     """Write config.json and the weights (sharded above `max_shard_size`); return the weight files."""
+    return save_state_dict(model.state_dict(), model.config, directory, max_shard_size, tokenizer)
+
+
+def save_state_dict(state_dict: dict[str, torch.Tensor], config: BailingMoeConfig, directory: str | Path,
+                    max_shard_size: int | str = "5GB", tokenizer=None) -> list[Path]:
+    """`save_checkpoint` from a full (unsharded) state dict, e.g. one gathered from FSDP2 ranks."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     limit = parse_size(max_shard_size)
     shards: list[dict[str, torch.Tensor]] = [{}]
     shard_bytes = 0
-    for key, tensor in hf_tensors(model):
+    for key, tensor in hf_tensors(state_dict, config):
         size = tensor.numel() * tensor.element_size()
         if shards[-1] and shard_bytes + size > limit:
             shards.append({})
@@ -77,8 +83,8 @@ def save_checkpoint(model: BailingMoeForCausalLM, directory: str | Path, max_sha
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (directory / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
 
-    stored_dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-    config = dataclasses.replace(model.config, torch_dtype=stored_dtype)
+    stored_dtype = str(next(iter(state_dict.values())).dtype).removeprefix("torch.")
+    config = dataclasses.replace(config, torch_dtype=stored_dtype)
     config.save(directory)
     generation = {"eos_token_id": config.eos_token_id, "pad_token_id": config.pad_token_id}
     (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")

@@ -195,23 +195,31 @@ def count_parameters(config: BailingMoeConfig) -> tuple[int, int]:
 
 
 def resolve_model_config(spec: str | Path, overrides: list[str] = ()) -> BailingMoeConfig:
-    """A config from a preset name, a TOML file's `[model]` table, or a checkpoint directory.
-
-    The `[model]` table names a `preset` (default `tiny`) and overrides any of its fields, as do
-    `--set key=value` overrides (keys without the `model.` prefix).
-    """
-    from lingcoder.config import apply_overrides, from_dict, load_toml
+    """A config from a preset name, a TOML file's `[model]` table, or a checkpoint directory,
+    with `--set key=value` overrides (keys without the `model.` prefix)."""
+    from lingcoder.config import apply_overrides, load_toml
 
     path = Path(spec)
     if path.is_dir():
         base, table = BailingMoeConfig.load(path), {}
     elif path.suffix == ".toml" or path.is_file():
-        table = dict(load_toml(path).get("model", {}))
-        base = BailingMoeConfig.preset(str(table.pop("preset", "tiny")))
+        base, table = None, load_toml(path).get("model", {})
     else:
         base, table = BailingMoeConfig.preset(str(spec)), {}
-    table = apply_overrides(table, list(overrides))
-    dense = bool(table.pop("dense", False))
+    return model_config_from_table(apply_overrides(table, list(overrides)), base)
+
+
+def model_config_from_table(table: dict[str, Any], base: BailingMoeConfig | None = None) -> BailingMoeConfig:
+    """A `[model]` table: a `preset` (default `tiny`; ignored when `base` is given), any field of it
+    overridden, and `dense = true` for the dense twin. Unknown keys and wrong types name the key."""
+    from lingcoder.config import from_dict
+
+    table = dict(table)
+    preset = str(table.pop("preset", "tiny"))
+    base = base or BailingMoeConfig.preset(preset)
+    dense = table.pop("dense", False)
+    if not isinstance(dense, bool):
+        raise LingcoderError(f"model.dense: expected bool, got {dense!r}")
     values = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
     config = from_dict(BailingMoeConfig, {**values, **table}, where="model")
     return config.dense() if dense else config

@@ -93,13 +93,21 @@ class GroupedExperts(nn.Module):
         token_N = order_N // K
         counts_E = torch.bincount(flat_expert_N, minlength=E)
         offsets_E = counts_E.cumsum(0).to(torch.int32)
-        x_ND = x_TD[token_N]
-        h_NF = F.silu(torch._grouped_mm(x_ND, self.gate_proj.mT, offs=offsets_E))
-        h_NF = h_NF * torch._grouped_mm(x_ND, self.up_proj.mT, offs=offsets_E)
-        out_ND = torch._grouped_mm(h_NF, self.down_proj.mT, offs=offsets_E)
+        dtype = compute_dtype(x_TD)
+        w_gate, w_up, w_down = (w.to(dtype) for w in (self.gate_proj, self.up_proj, self.down_proj))
+        x_ND = x_TD[token_N].to(dtype)
+        h_NF = F.silu(torch._grouped_mm(x_ND, w_gate.mT, offs=offsets_E))
+        h_NF = h_NF * torch._grouped_mm(x_ND, w_up.mT, offs=offsets_E)
+        out_ND = torch._grouped_mm(h_NF, w_down.mT, offs=offsets_E)
         weighted_ND = out_ND.float() * topk_w_TK.reshape(-1)[order_N, None]
         y_TD = torch.zeros(T, x_TD.shape[1], device=x_TD.device, dtype=torch.float32)
         return y_TD.index_add_(0, token_N, weighted_ND).to(x_TD.dtype), counts_E
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """Autocast does not cover `_grouped_mm`, so apply its dtype by hand (bf16 training on GPU)."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
 
 
 class MoE(nn.Module):

@@ -1,0 +1,130 @@
+"""`lingcoder tokenize`: curated Parquet -> token shards (shards.py), with FIM and a validation split.
+
+Runs as a datatrove pipeline (its ParquetReader, then our `TokenShardWriter` step) on datatrove's
+local executor, one task per input file, so the output does not depend on the worker count. Each
+Parquet folder under the curated directory becomes one mixture source, named by its relative path
+(`file/high` -> `file-high`); `--source NAME=PATH` names sources explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+from pathlib import Path
+
+from datatrove.pipeline.base import PipelineStep
+from tokenizers import Tokenizer
+
+from lingcoder.data.fim import FimConfig, document_rng, encode_document
+from lingcoder.data.shards import SPLITS, ShardWriter, token_dtype, write_index
+from lingcoder.data.tokenizer import EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
+from lingcoder.errors import LingcoderError
+
+IGNORED_FOLDERS = {"dropped", "logs", ".logs"}
+
+
+class TokenShardWriter(PipelineStep):
+    """Tokenizes each document (FIM at the configured rate), sends it to `train` or `val` by a hash
+    of its id, and appends it to this rank's shards of its source."""
+
+    name = "🔢 tokenize"
+    type = "✍️ writer"
+
+    def __init__(self, tokenizer_file: str, out_dir: str, source: str, fim: FimConfig, val_fraction: float,
+                 seed: int):
+        super().__init__()
+        self.tokenizer_file, self.out_dir, self.source = tokenizer_file, out_dir, source
+        self.fim, self.val_fraction, self.seed = fim, val_fraction, seed
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        tokenizer = Tokenizer.from_file(self.tokenizer_file)
+        eos = tokenizer.token_to_id(EOS)
+        dtype = token_dtype(tokenizer.get_vocab_size())
+        writers = {split: ShardWriter(Path(self.out_dir) / self.source / split, rank, dtype) for split in SPLITS}
+        try:
+            for doc in data:
+                with self.track_time():
+                    val = document_rng(doc.id, self.seed, "split").random() < self.val_fraction
+                    ids, layout = encode_document(tokenizer, doc.text, doc.id, self.fim)
+                    split = "val" if val else "train"
+                    writers[split].add([eos, *ids])
+                    self.stat_update(split, f"fim_{layout}")
+                    self.stat_update("tokens", value=len(ids) + 1)
+                    self.update_doc_stats(doc)
+        finally:
+            for writer in writers.values():
+                writer.close()
+        return
+        yield  # a generator, as datatrove steps are
+
+
+def discover_sources(curated: Path) -> dict[str, Path]:
+    """Each folder holding Parquet files (the drop log excluded) -> a source named by its path."""
+    if not curated.is_dir():
+        raise LingcoderError(f"{curated}: curated directory not found")
+    folders = sorted({p.parent for p in curated.rglob("*.parquet")
+                      if not IGNORED_FOLDERS & set(p.relative_to(curated).parts)})
+    if not folders:
+        raise LingcoderError(f"{curated}: no Parquet files (run `lingcoder curate` first)")
+    return {("-".join(f.relative_to(curated).parts) or curated.name): f for f in folders}
+
+
+def parse_sources(specs: list[str]) -> dict[str, Path]:
+    sources = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise LingcoderError(f"--source {spec!r}: expected NAME=PATH (a Parquet file or folder)")
+        if not Path(path).exists():
+            raise LingcoderError(f"--source {spec!r}: {path} does not exist")
+        sources[name] = Path(path)
+    return sources
+
+
+def tokenize(curated: str | Path | None, tokenizer_dir: str | Path, out: str | Path, *,
+             sources: list[str] = (), fim: FimConfig | None = None, val_fraction: float = 0.01, seed: int = 0,
+             workers: int = 1) -> dict:
+    """Tokenize every source into `out`; return the index (also written to `out/index.json`)."""
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.readers import ParquetReader
+
+    fim = fim or FimConfig()
+    if not 0 <= val_fraction < 1:
+        raise LingcoderError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    named = parse_sources(list(sources)) if sources else discover_sources(Path(curated or ""))
+    tokenizer_file = Path(tokenizer_dir) / "tokenizer.json"
+    tokenizer = load_checked_tokenizer(tokenizer_file, fim)
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)  # a partial earlier run must not leak shards into this one
+    out.mkdir(parents=True)
+    for name, path in named.items():
+        files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+        if not files:
+            raise LingcoderError(f"source {name!r}: no Parquet files under {path}")
+        reader = ParquetReader(str(path.parent if path.is_file() else path), text_key="content", id_key="id",
+                               glob_pattern=path.name if path.is_file() else "**/*.parquet",
+                               recursive=not path.is_file())
+        step = TokenShardWriter(str(tokenizer_file), str(out), name, fim, val_fraction, seed)
+        LocalPipelineExecutor(pipeline=[reader, step], tasks=len(files), workers=min(workers, len(files)),
+                              logging_dir=str(out / ".logs" / name), skip_completed=False).run()
+    for extra in ("tokenizer.json", "tokenizer_config.json"):
+        if (Path(tokenizer_dir) / extra).is_file():
+            shutil.copy(Path(tokenizer_dir) / extra, out / extra)
+    settings = {"tokenizer_sha256": hashlib.sha256(tokenizer_file.read_bytes()).hexdigest(),
+                "fim": dataclasses.asdict(fim), "val_fraction": val_fraction, "seed": seed}
+    return write_index(out, vocab_size=tokenizer.get_vocab_size(), eos_token_id=tokenizer.token_to_id(EOS),
+                       settings=settings)
+
+
+def load_checked_tokenizer(path: Path, fim: FimConfig) -> Tokenizer:
+    if not path.is_file():
+        raise LingcoderError(f"{path.parent}: no tokenizer.json (run `lingcoder tokenizer train` first)")
+    tokenizer = Tokenizer.from_file(str(path))
+    needed = [EOS] + ([FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX] if fim.rate > 0 else [])
+    missing = [t for t in needed if tokenizer.token_to_id(t) is None]
+    if missing:
+        raise LingcoderError(f"{path}: tokenizer lacks the special token(s) {missing}"
+                             + (" (or set the FIM rate to 0)" if EOS not in missing else ""))
+    return tokenizer

@@ -1,0 +1,85 @@
+"""Training checkpoints: the model in the HF layout plus `train_state.pt` (optimiser, counters, data
+sampler and RNG states), so that any checkpoint loads in `generate`, `eval` and vLLM as it is,
+and `--resume` continues exactly.
+
+A checkpoint is written into `step-N.tmp/` and renamed to `step-N/` only when complete, so a kill
+at any moment leaves the previous complete checkpoint intact; leftover `.tmp` folders are ignored
+and cleaned up.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+from lingcoder.errors import LingcoderError
+from lingcoder.model import BailingMoeConfig
+from lingcoder.model.checkpoint import load_checkpoint, save_state_dict
+from lingcoder.train.distributed import DistEnv, barrier
+
+STEP_DIR = re.compile(r"step-(\d{8})")
+TRAIN_STATE = "train_state.pt"
+FULL_ON_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def save_training_checkpoint(root: Path, step: int, model, optimizer, config: BailingMoeConfig, state: dict,
+                             tokenizer_dir: Path, env: DistEnv, keep: int) -> Path:
+    """Gather the full model and optimiser state (a collective: every rank calls this); rank 0 writes."""
+    model_state = get_model_state_dict(model, options=FULL_ON_CPU)
+    optim_state = get_optimizer_state_dict(model, optimizer, options=FULL_ON_CPU)
+    final = root / f"step-{step:08d}"
+    if env.is_main:
+        tmp = root / f"step-{step:08d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_state_dict(model_state, config, tmp)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            if (tokenizer_dir / name).is_file():
+                shutil.copy(tokenizer_dir / name, tmp / name)
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        torch.save({"optimizer": optim_state, "rng": rng, **state}, tmp / TRAIN_STATE)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in complete_checkpoints(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    barrier()
+    return final
+
+
+def complete_checkpoints(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and STEP_DIR.fullmatch(p.name) and (p / TRAIN_STATE).is_file()]
+    return sorted(found)
+
+
+def load_training_checkpoint(path: Path, model, optimizer, device: torch.device) -> dict:
+    """Fill `model` (plain or FSDP2-sharded) and `optimizer` from a checkpoint; return its train state."""
+    if not (path / TRAIN_STATE).is_file():
+        raise LingcoderError(f"{path}: no {TRAIN_STATE} (not a training checkpoint)")
+    full = load_checkpoint(path, dtype=torch.float32, device="cpu").state_dict()
+    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True))
+    state = torch.load(path / TRAIN_STATE, map_location="cpu", weights_only=False)
+    set_optimizer_state_dict(model, optimizer, state.pop("optimizer"), options=StateDictOptions(full_state_dict=True))
+    rng = state.pop("rng")
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    return state
+
+
+def remove_partial_checkpoints(root: Path) -> None:
+    for tmp in root.glob("step-*.tmp") if root.is_dir() else []:
+        shutil.rmtree(tmp, ignore_errors=True)

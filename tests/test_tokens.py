@@ -1,0 +1,137 @@
+"""Tokenizer training on Parquet, FIM, token shards and the tokenize pipeline."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from lingcoder.data.fim import FimConfig, encode_document, fim_layout
+from lingcoder.data.shards import ShardWriter, TokenIndex, write_index
+from lingcoder.data.tokenize import discover_sources, tokenize
+from lingcoder.data.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, train_tokenizer_on_parquet
+from lingcoder.demo import embedded_text
+from lingcoder.errors import LingcoderError
+
+
+def write_parquet(path, ids, texts):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"id": ids, "content": texts, "repo": ["r"] * len(ids)}), path)
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory):
+    """A curated-like directory: two sources, three files, a drop log that must be ignored."""
+    root = tmp_path_factory.mktemp("curated")
+    texts = embedded_text()
+    chunks = [t[i : i + 2000] for t in texts for i in range(0, len(t), 2000)]
+    write_parquet(root / "file" / "high" / "00000.parquet", [f"h{i}" for i in range(0, 60)], chunks[:60])
+    write_parquet(root / "file" / "high" / "00001.parquet", [f"h{i}" for i in range(60, 90)], chunks[60:90])
+    write_parquet(root / "repo" / "00000.parquet", [f"r{i}" for i in range(30)], chunks[90:120])
+    write_parquet(root / "dropped" / "00000.parquet", ["d0"], ["not training data"])
+    return root
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(curated, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tokenizer")
+    report = train_tokenizer_on_parquet(curated, out, vocab_size=512)
+    assert report["round_trip_ok"] == report["documents"] == 120  # the drop log is not read
+    return out
+
+
+def test_fim_is_deterministic_per_document_and_rearranges_the_text(tokenizer_dir):
+    text = "def add(a, b):\n    return a + b\n"
+    config = FimConfig(rate=1.0, spm_rate=0.5, seed=3)
+    layouts = {doc_id: fim_layout(text, doc_id, config) for doc_id in map(str, range(40))}
+    assert layouts == {doc_id: fim_layout(text, doc_id, config) for doc_id in map(str, range(40))}
+    kinds = {kind for kind, _ in layouts.values()}
+    assert kinds == {"psm", "spm"}
+    for kind, pieces in layouts.values():
+        if kind == "psm":
+            _, prefix, _, suffix, _, middle = pieces
+            assert prefix + middle + suffix == text
+        else:
+            _, _, suffix, _, prefix_middle = pieces
+            assert prefix_middle + suffix == text
+    assert fim_layout(text, "x", FimConfig(rate=0.0)) is None
+    rate = np.mean([fim_layout(text, str(i), FimConfig(rate=0.3)) is not None for i in range(2000)])
+    assert 0.25 < rate < 0.35
+
+
+def test_fim_tokens_use_the_special_tokens(tokenizer_dir):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    ids, kind = encode_document(tok, "x = 1\ny = 2\n", "doc", FimConfig(rate=1.0, spm_rate=0.0))
+    assert kind == "psm"
+    assert ids[0] == tok.token_to_id(FIM_PREFIX)
+    assert tok.token_to_id(FIM_SUFFIX) in ids and tok.token_to_id(FIM_MIDDLE) in ids
+    with pytest.raises(LingcoderError, match="fim.rate must be in"):
+        FimConfig(rate=1.5)
+
+
+def test_shards_round_trip_and_windows_cross_shard_boundaries(tmp_path):
+    for rank, docs in enumerate([[[0, 5, 6], [0, 7]], [[0, 8, 9, 10]]]):
+        for split in ("train", "val"):
+            writer = ShardWriter(tmp_path / "src" / split, rank, np.dtype(np.uint16))
+            for doc in docs:
+                writer.add(doc)
+            writer.close()
+    write_index(tmp_path, vocab_size=100, eos_token_id=0, settings={})
+    index = TokenIndex(tmp_path)
+    stream = index.stream("src", "train")
+    assert stream.num_tokens == 9 and index.num_tokens("src", "val") == 9
+    assert stream.window(3, 5).tolist() == [0, 7, 0, 8, 9]
+    assert stream.document_ids(0, 9).tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    (tmp_path / "src" / "train" / "00001.bin").unlink()
+    with pytest.raises(LingcoderError, match="shard file 00001.bin listed in index.json is missing"):
+        index.stream("src", "train")
+
+
+def test_tokenize_discovers_sources_splits_documents_and_is_worker_independent(curated, tokenizer_dir, tmp_path):
+    assert sorted(discover_sources(curated)) == ["file-high", "repo"]
+    one = tokenize(curated, tokenizer_dir, tmp_path / "w1", val_fraction=0.1, workers=1)
+    two = tokenize(curated, tokenizer_dir, tmp_path / "w2", val_fraction=0.1, workers=2)
+    assert one["sources"] == two["sources"]
+    for name in one["sources"]:
+        for split in ("train", "val"):
+            for shard in one["sources"][name][split]["shards"]:
+                assert (tmp_path / "w1" / shard).read_bytes() == (tmp_path / "w2" / shard).read_bytes()
+    high = one["sources"]["file-high"]
+    assert high["train"]["documents"] + high["val"]["documents"] == 90
+    assert 0 < high["val"]["documents"] < 25
+    assert (tmp_path / "w1" / "tokenizer.json").is_file()
+    index = TokenIndex(tmp_path / "w1")
+    stream = index.stream("file-high", "train")
+    starts = stream.doc_starts
+    assert all(stream.window(int(s), 1)[0] == index.eos_token_id for s in starts)  # each document opens with EOS
+
+
+def test_plain_tokenization_decodes_back_to_the_documents(curated, tokenizer_dir, tmp_path):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    tokenize(curated, tokenizer_dir, tmp_path / "plain", fim=FimConfig(rate=0.0), val_fraction=0.0, workers=1,
+             sources=[f"repo={curated / 'repo'}"])
+    index = TokenIndex(tmp_path / "plain")
+    assert index.sources == ["repo"]
+    stream = index.stream("repo", "train")
+    bounds = [*stream.doc_starts.tolist(), stream.num_tokens]
+    decoded = [tok.decode(stream.window(a + 1, b - a - 1).tolist(), skip_special_tokens=False)
+               for a, b in zip(bounds, bounds[1:], strict=False)]
+    original = pq.read_table(curated / "repo" / "00000.parquet").column("content").to_pylist()
+    assert decoded == original
+    assert json.loads((tmp_path / "plain" / "index.json").read_text())["fim"]["rate"] == 0.0
+
+
+def test_tokenize_bad_input_is_clear(curated, tokenizer_dir, tmp_path):
+    with pytest.raises(LingcoderError, match="curated directory not found"):
+        tokenize(tmp_path / "nope", tokenizer_dir, tmp_path / "t")
+    with pytest.raises(LingcoderError, match="no tokenizer.json"):
+        tokenize(curated, tmp_path, tmp_path / "t")
+    with pytest.raises(LingcoderError, match="expected NAME=PATH"):
+        tokenize(None, tokenizer_dir, tmp_path / "t", sources=["justapath"])
+    with pytest.raises(LingcoderError, match="no index.json"):
+        TokenIndex(tmp_path)
