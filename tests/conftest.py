@@ -2,9 +2,14 @@
 
 import dataclasses
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
+from lingcoder.data.tokenize import tokenize
+from lingcoder.data.tokenizer import train_tokenizer_on_parquet
+from lingcoder.demo import embedded_text
 from lingcoder.model import BailingMoeConfig, BailingMoeForCausalLM
 
 
@@ -22,3 +27,37 @@ def micro_config(**overrides) -> BailingMoeConfig:
 def micro_model() -> BailingMoeForCausalLM:
     torch.manual_seed(0)
     return BailingMoeForCausalLM(micro_config()).eval()
+
+
+def write_parquet(path, ids, texts):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"id": ids, "content": texts, "repo": ["r"] * len(ids)}), path)
+
+
+@pytest.fixture(scope="session")
+def curated(tmp_path_factory):
+    """A curated-like directory: two sources, three files, a drop log that must be ignored."""
+    root = tmp_path_factory.mktemp("curated")
+    texts = embedded_text()
+    chunks = [t[i : i + 2000] for t in texts for i in range(0, len(t), 2000)]
+    write_parquet(root / "file" / "high" / "00000.parquet", [f"h{i}" for i in range(0, 60)], chunks[:60])
+    write_parquet(root / "file" / "high" / "00001.parquet", [f"h{i}" for i in range(60, 90)], chunks[60:90])
+    write_parquet(root / "repo" / "00000.parquet", [f"r{i}" for i in range(30)], chunks[90:120])
+    write_parquet(root / "dropped" / "00000.parquet", ["d0"], ["not training data"])
+    return root
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(curated, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tokenizer")
+    report = train_tokenizer_on_parquet(curated, out, vocab_size=512)
+    assert report["round_trip_ok"] == report["documents"] == 120  # the drop log is not read
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokens_dir(curated, tokenizer_dir, tmp_path_factory):
+    """Token shards of the `curated` fixture (sources `file-high` and `repo`, 10% validation)."""
+    out = tmp_path_factory.mktemp("tokens") / "tokens"
+    tokenize(curated, tokenizer_dir, out, val_fraction=0.1, workers=1)
+    return out

@@ -3,45 +3,17 @@
 import json
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from lingcoder.data.fim import FimConfig, encode_document, fim_layout
 from lingcoder.data.shards import ShardWriter, TokenIndex, write_index
 from lingcoder.data.tokenize import discover_sources, tokenize
-from lingcoder.data.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, train_tokenizer_on_parquet
-from lingcoder.demo import embedded_text
+from lingcoder.data.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 from lingcoder.errors import LingcoderError
 
 
-def write_parquet(path, ids, texts):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"id": ids, "content": texts, "repo": ["r"] * len(ids)}), path)
-
-
-@pytest.fixture(scope="module")
-def curated(tmp_path_factory):
-    """A curated-like directory: two sources, three files, a drop log that must be ignored."""
-    root = tmp_path_factory.mktemp("curated")
-    texts = embedded_text()
-    chunks = [t[i : i + 2000] for t in texts for i in range(0, len(t), 2000)]
-    write_parquet(root / "file" / "high" / "00000.parquet", [f"h{i}" for i in range(0, 60)], chunks[:60])
-    write_parquet(root / "file" / "high" / "00001.parquet", [f"h{i}" for i in range(60, 90)], chunks[60:90])
-    write_parquet(root / "repo" / "00000.parquet", [f"r{i}" for i in range(30)], chunks[90:120])
-    write_parquet(root / "dropped" / "00000.parquet", ["d0"], ["not training data"])
-    return root
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(curated, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tokenizer")
-    report = train_tokenizer_on_parquet(curated, out, vocab_size=512)
-    assert report["round_trip_ok"] == report["documents"] == 120  # the drop log is not read
-    return out
-
-
-def test_fim_is_deterministic_per_document_and_rearranges_the_text(tokenizer_dir):
+def test_fim_is_deterministic_per_document_and_rearranges_the_text():
     text = "def add(a, b):\n    return a + b\n"
     config = FimConfig(rate=1.0, spm_rate=0.5, seed=3)
     layouts = {doc_id: fim_layout(text, doc_id, config) for doc_id in map(str, range(40))}

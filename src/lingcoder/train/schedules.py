@@ -28,6 +28,8 @@ class ScheduleConfig:
     def __post_init__(self) -> None:
         if self.lr_start < 0 or self.lr_end < 0:
             raise LingcoderError("schedule: learning rates must be >= 0")
+        if self.kind == "multistep" and not self.milestones:
+            raise LingcoderError("schedule: multistep needs at least one milestone")
         if not all(0 < m < 1 for m in self.milestones):
             raise LingcoderError(f"schedule.milestones must be fractions in (0, 1), got {self.milestones}")
         if self.kind == "inverse_sqrt" and self.lr_end <= 0:
@@ -37,11 +39,11 @@ class ScheduleConfig:
 
 
 def learning_rate(schedule: ScheduleConfig, step: int, total_steps: int) -> float:
-    """LR at `step` (0-based) of a phase of `total_steps` steps."""
+    """LR at `step` (0-based) of a phase of `total_steps` steps; the last step gets the end value."""
     s = schedule
     if step < s.warmup_steps:
         return s.lr_start * (step + 1) / s.warmup_steps
-    span = max(total_steps - s.warmup_steps, 1)
+    span = max(total_steps - s.warmup_steps - 1, 1)  # the phase's last step runs at lr_end
     progress = min((step - s.warmup_steps) / span, 1.0)
     if s.kind == "constant":
         return s.lr_start
