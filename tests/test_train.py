@@ -135,12 +135,13 @@ def test_pretrain_runs_phases_logs_metrics_and_its_checkpoint_generates(tokens_d
 
 
 def test_resume_after_a_kill_gives_the_same_loss_at_every_later_step(tokens_dir, tmp_path):
-    full = write_config(tmp_path, tokens_dir, "full", tokens1=15360)
-    assert lingcoder("pretrain", str(full)).returncode == 0
+    quick = ["--set", "train.eval_every=1000"]
+    full = write_config(tmp_path, tokens_dir, "full", tokens1=10240)
+    assert lingcoder("pretrain", str(full), *quick).returncode == 0
     expected = train_losses(tmp_path / "full")
 
-    killed = write_config(tmp_path, tokens_dir, "killed", tokens1=15360)
-    proc = subprocess.Popen([sys.executable, "-m", "lingcoder", "pretrain", str(killed)],
+    killed = write_config(tmp_path, tokens_dir, "killed", tokens1=10240)
+    proc = subprocess.Popen([sys.executable, "-m", "lingcoder", "pretrain", str(killed), *quick],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = tmp_path / "killed" / "checkpoints" / "step-00000008"
     deadline = time.time() + 300
@@ -152,7 +153,7 @@ def test_resume_after_a_kill_gives_the_same_loss_at_every_later_step(tokens_dir,
     before = train_losses(tmp_path / "killed")
     assert max(before) < max(expected), "the run finished before it could be killed"
 
-    resumed = lingcoder("pretrain", str(killed), "--resume")
+    resumed = lingcoder("pretrain", str(killed), "--resume", *quick)
     assert resumed.returncode == 0, resumed.stderr
     after = train_losses(tmp_path / "killed")
     assert sorted(after) == sorted(expected)
