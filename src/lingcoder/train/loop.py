@@ -64,12 +64,13 @@ def pretrain(config: PretrainConfig, resume: bool = False, console: Console | No
     out = Path(t.out)
     root = out / "checkpoints"
     progress = {"step": 0, "phase": 0, "phase_step": 0, "tokens": 0}
+    if env.is_main:
+        remove_partial_checkpoints(root)
     if resume:
-        remove_partial_checkpoints(root) if env.is_main else None
         found = complete_checkpoints(root)
         if not found:
             raise LingcoderError(f"--resume: no complete checkpoint under {root}")
-        state = load_training_checkpoint(found[-1], model, optimizer, env.device)
+        state = load_training_checkpoint(found[-1], model, optimizer)
         sampler.load_state_dict(state["sampler"])
         progress = state["progress"]
         console.print(f"resuming from {found[-1]} (step {progress['step']})")

@@ -65,7 +65,7 @@ def complete_checkpoints(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def load_training_checkpoint(path: Path, model, optimizer, device: torch.device) -> dict:
+def load_training_checkpoint(path: Path, model, optimizer) -> dict:
     """Fill `model` (plain or FSDP2-sharded) and `optimizer` from a checkpoint; return its train state."""
     if not (path / TRAIN_STATE).is_file():
         raise LingcoderError(f"{path}: no {TRAIN_STATE} (not a training checkpoint)")
