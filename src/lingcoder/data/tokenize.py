@@ -21,7 +21,7 @@ from lingcoder.data.shards import SPLITS, ShardWriter, token_dtype, write_index
 from lingcoder.data.tokenizer import EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 from lingcoder.errors import LingcoderError
 
-IGNORED_FOLDERS = {"dropped", "logs", ".logs"}
+IGNORED_FOLDERS = {"dropped", "_work", "logs", ".logs"}  # drop log, curation scratch
 
 
 class TokenShardWriter(PipelineStep):

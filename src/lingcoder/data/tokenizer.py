@@ -78,7 +78,8 @@ def parquet_texts(path: str | Path, max_documents: int = 0):
     import pyarrow.parquet as pq
 
     path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*.parquet") if "dropped" not in p.parts)
+    skipped = {"dropped", "_work"}  # the curation drop log and scratch files are not training data
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*.parquet") if not skipped & set(p.parts))
     if not files:
         raise LingcoderError(f"{path}: no Parquet files with documents")
     seen = 0
