@@ -7,8 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lingcoder.data.tokenize import tokenize
-from lingcoder.data.tokenizer import train_tokenizer_on_parquet
+from lingcoder.data.tokenize import tokenize, train_tokenizer_on_parquet
 from lingcoder.demo import embedded_text
 from lingcoder.model import BailingMoeConfig, BailingMoeForCausalLM
 

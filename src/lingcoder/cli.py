@@ -140,7 +140,7 @@ def tokenizer_train_cmd(
     max_documents: int = typer.Option(0, help="Train on at most this many documents (0 = all)."),
 ) -> None:
     """Train the tokenizer on curated documents and check it round-trips every one of them."""
-    from lingcoder.data.tokenizer import train_tokenizer_on_parquet
+    from lingcoder.data.tokenize import train_tokenizer_on_parquet
 
     report = train_tokenizer_on_parquet(data, out, vocab_size=vocab_size, max_documents=max_documents)
     console.print(f"tokenizer: {report['vocab_size']} tokens, trained on {report['documents']:,} documents; "

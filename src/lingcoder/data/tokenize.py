@@ -1,4 +1,5 @@
-"""`lingcoder tokenize`: curated Parquet -> token shards (shards.py), with FIM and a validation split.
+"""`lingcoder tokenizer train` and `lingcoder tokenize`: curated Parquet -> a tokenizer, and -> token
+shards (shards.py) with FIM and a validation split.
 
 Runs as a datatrove pipeline (its ParquetReader, then our `TokenShardWriter` step) on datatrove's
 local executor, one task per input file, so the output does not depend on the worker count. Each
@@ -18,7 +19,7 @@ from tokenizers import Tokenizer
 
 from lingcoder.data.fim import FimConfig, document_rng, encode_document
 from lingcoder.data.shards import SPLITS, ShardWriter, token_dtype, write_index
-from lingcoder.data.tokenizer import EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
+from lingcoder.data.tokenizer import EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, save_tokenizer, train_tokenizer
 from lingcoder.errors import LingcoderError
 
 IGNORED_FOLDERS = {"dropped", "_work", "logs", ".logs"}  # drop log, curation scratch
@@ -128,3 +129,36 @@ def load_checked_tokenizer(path: Path, fim: FimConfig) -> Tokenizer:
         raise LingcoderError(f"{path}: tokenizer lacks the special token(s) {missing}"
                              + (" (or set the FIM rate to 0)" if EOS not in missing else ""))
     return tokenizer
+
+
+def parquet_texts(path: str | Path, max_documents: int = 0):
+    """The `content` column of a Parquet file, or of every source folder of a curated directory."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    folders = [path] if path.is_file() else discover_sources(path).values()
+    files = [f for folder in folders for f in ([folder] if folder.is_file() else sorted(folder.rglob("*.parquet")))]
+    seen = 0
+    for file in files:
+        try:
+            table = pq.read_table(file, columns=["content"])
+        except Exception as exc:  # pyarrow raises several types for corrupt or foreign files
+            raise LingcoderError(f"{file}: cannot read a `content` column: {exc}") from None
+        for text in table.column("content").to_pylist():
+            if max_documents and seen >= max_documents:
+                return
+            seen += 1
+            yield text or ""
+
+
+def train_tokenizer_on_parquet(data: str | Path, out: str | Path, vocab_size: int, max_documents: int = 0) -> dict:
+    """Train on curated documents, save, and check the round trip on every document trained on."""
+    tokenizer = train_tokenizer(parquet_texts(data, max_documents), vocab_size)
+    save_tokenizer(tokenizer, out)
+    documents = ok = 0
+    for text in parquet_texts(data, max_documents):
+        documents += 1
+        ok += tokenizer.decode(tokenizer.encode(text).ids, skip_special_tokens=False) == text
+    if ok != documents:
+        raise LingcoderError(f"tokenizer round trip failed on {documents - ok} of {documents} documents")
+    return {"vocab_size": tokenizer.get_vocab_size(), "documents": documents, "round_trip_ok": ok}

@@ -72,37 +72,3 @@ def save_tokenizer(tokenizer: Tokenizer, directory: str | Path, model_max_length
     }
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
-
-def parquet_texts(path: str | Path, max_documents: int = 0):
-    """The `content` column of every Parquet file under `path` (the drop log excluded), in order."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    skipped = {"dropped", "_work"}  # the curation drop log and scratch files are not training data
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*.parquet") if not skipped & set(p.parts))
-    if not files:
-        raise LingcoderError(f"{path}: no Parquet files with documents")
-    seen = 0
-    for file in files:
-        try:
-            table = pq.read_table(file, columns=["content"])
-        except Exception as exc:  # pyarrow raises several types for corrupt or foreign files
-            raise LingcoderError(f"{file}: cannot read a `content` column: {exc}") from None
-        for text in table.column("content").to_pylist():
-            if max_documents and seen >= max_documents:
-                return
-            seen += 1
-            yield text or ""
-
-
-def train_tokenizer_on_parquet(data: str | Path, out: str | Path, vocab_size: int, max_documents: int = 0) -> dict:
-    """Train on curated documents, save, and check the round trip on every document trained on."""
-    tokenizer = train_tokenizer(parquet_texts(data, max_documents), vocab_size)
-    save_tokenizer(tokenizer, out)
-    documents = ok = 0
-    for text in parquet_texts(data, max_documents):
-        documents += 1
-        ok += tokenizer.decode(tokenizer.encode(text).ids, skip_special_tokens=False) == text
-    if ok != documents:
-        raise LingcoderError(f"tokenizer round trip failed on {documents - ok} of {documents} documents")
-    return {"vocab_size": tokenizer.get_vocab_size(), "documents": documents, "round_trip_ok": ok}
