@@ -7,6 +7,7 @@ so users never see a traceback for a mistake of theirs.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -43,22 +44,30 @@ def version() -> None:
     print(__version__)
 
 
+
 @app.command()
 def curate(
-    sources: list[str] = typer.Argument(None, help="Repositories, directories of repositories, git checkouts, "
-                                        ".jsonl or .parquet files. None: this interpreter's stdlib and packages."),
-    out: str = typer.Option(..., "--out", help="Output directory (see `lingcoder.data.curate` for its layout)."),
-    workers: int = typer.Option(None, "--workers", help="Local worker processes (default: all cores)."),
-    executor: str = typer.Option("local", "--executor", help="local, ray or slurm."),
-    benchmark: list[str] = typer.Option(None, "--benchmark", help="Extra benchmark JSONL to decontaminate against."),
-    classifier_data: str = typer.Option(None, "--classifier-data", help="Labelled JSONL to train the quality "
-                                        "classifier (content, label)."),
-    config: str = typer.Option(None, "--config", help="TOML file of thresholds (CurateConfig)."),
-    overrides: list[str] = typer.Option(None, "--set", help="Override a threshold, e.g. rules.max_line_length=2000."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress logs."),
+    out: Annotated[str, typer.Option("--out", help="Output directory (layout: lingcoder.data.curate).")],
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(help="Repositories, directories of repositories, git checkouts, .jsonl or .parquet "
+                       "files. None: this interpreter's standard library and installed packages."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Local worker processes (default: all cores).")] = None,
+    executor: Annotated[str, typer.Option(help="local, ray or slurm.")] = "local",
+    benchmark: Annotated[
+        list[str] | None, typer.Option(help="Extra benchmark JSONL to decontaminate against (repeatable).")
+    ] = None,
+    classifier_data: Annotated[
+        str | None, typer.Option(help="Labelled JSONL (content, label) to train the quality classifier.")
+    ] = None,
+    config: Annotated[str | None, typer.Option(help="TOML file of thresholds (CurateConfig).")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a threshold, e.g. rules.max_line_length=2000.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress logs.")] = False,
 ) -> None:
     """Curate code data: filter, redact, deduplicate, decontaminate, score, build repository samples."""
     from lingcoder.data.curate import curate as run_curate
 
-    run_curate(sources or None, out, workers, executor, benchmark or None, classifier_data, config,
-               overrides or None, quiet)
+    run_curate(sources, out, workers, executor, benchmark, classifier_data, config, overrides, quiet)

@@ -89,5 +89,5 @@ class QualityClassifier:
             raise LingcoderError(f"quality classifier {path}: cannot load ({exc})") from None
 
     def probability(self, text: str) -> float:
-        logit = float(_vectorizer().transform([text]) @ self.coef) + self.intercept
+        logit = float((_vectorizer().transform([text]) @ self.coef)[0]) + self.intercept
         return float(1 / (1 + np.exp(-logit)))
