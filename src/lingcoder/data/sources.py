@@ -318,15 +318,16 @@ def _git_tracked(root: Path) -> list[str] | None:
 
 def _record_document(record: object, source: str, where: str, key: object, max_bytes: int) -> Document:
     """A document from one JSONL/Parquet record; malformed records give a marked empty document."""
+    name = os.path.basename(source)
     if not isinstance(record, dict):
         return make_document(
             "",
-            source,
+            name,
             where,
             source,
             0,
             problem="malformed_record",
-            detail=f"expected an object, got {type(record).__name__}",
+            detail=f"{name} {where}: expected an object, got {type(record).__name__}",
             key=key,
         )
     repo, path, content = record.get("repo"), record.get("path"), record.get("content")
@@ -334,12 +335,12 @@ def _record_document(record: object, source: str, where: str, key: object, max_b
     if missing:
         return make_document(
             "",
-            str(repo or source),
+            str(repo or name),
             str(path or where),
             source,
             0,
             problem="malformed_record",
-            detail=f"{where}: missing or non-string {', '.join(missing)}",
+            detail=f"{name} {where}: missing or non-string {', '.join(missing)}",
             key=key,
         )
     stars = record.get("stars") or 0
