@@ -98,7 +98,7 @@ from google.protobuf import descriptor as _descriptor
 _sym_db = None
 DESCRIPTOR = _descriptor.FileDescriptor(name="inventory.proto")
 '''
-JS = '''// Shopping cart helpers.
+JS = """// Shopping cart helpers.
 import { formatPrice } from './format';
 
 export function cartTotal(items) {
@@ -108,13 +108,13 @@ export function cartTotal(items) {
   }
   return formatPrice(total);
 }
-'''
-JS_FORMAT = '''// Formatting.
+"""
+JS_FORMAT = """// Formatting.
 export function formatPrice(value) {
   const cents = Math.round(value * 100);
   return `$${(cents / 100).toFixed(2)}`;
 }
-'''
+"""
 
 
 def write(path: Path, content: str | bytes) -> None:
@@ -127,7 +127,10 @@ def corpus(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("corpus")
     repos = root / "repos"
     alpha = repos / "alpha"
-    write(alpha / "pkg/__init__.py", '"""Package."""\n\nfrom pkg.core import Inventory\n\n__all__ = ["Inventory"]\nVERSION = "1.0"\n')
+    write(
+        alpha / "pkg/__init__.py",
+        '"""Package."""\n\nfrom pkg.core import Inventory\n\n__all__ = ["Inventory"]\nVERSION = "1.0"\n',
+    )
     write(alpha / "pkg/core.py", CORE)
     write(alpha / "pkg/util.py", UTIL)
     write(alpha / "pkg/client.py", SECRET)
@@ -140,18 +143,31 @@ def corpus(tmp_path_factory) -> dict:
     with open(alpha / "huge.js", "wb") as fh:  # a 50 MB one-line file
         fh.write(b"var x = '" + b"a" * (50 * 2**20) + b"';")
     human = [json.loads(line) for line in gzip.open(humaneval_path(), "rt")]
-    write(alpha / "pkg/closest.py", '"""Helpers."""\n\n\ndef has_close(numbers, threshold):\n'
-          + human[0]["canonical_solution"])
+    write(
+        alpha / "pkg/closest.py",
+        '"""Helpers."""\n\n\ndef has_close(numbers, threshold):\n' + human[0]["canonical_solution"],
+    )
     os.symlink(".", alpha / "loop")  # a symlink loop
     os.mkfifo(alpha / "pipe")
     write(alpha / "web/cart.js", JS)
     write(alpha / "web/format.js", JS_FORMAT)
     beta = repos / "beta"  # a near duplicate of alpha's core with renamed variables
-    write(beta / "store/core.py", CORE.replace("count =", "n_units =").replace("count +=", "n_units +=")
-          .replace("return count", "return n_units").replace("from pkg.util", "from store.util"))
-    write(beta / "store/__init__.py", '"""Store."""\n\nfrom store.core import Inventory\nVERSION = "1"\nNAME = "s"\n')
+    write(
+        beta / "store/core.py",
+        CORE.replace("count =", "n_units =")
+        .replace("count +=", "n_units +=")
+        .replace("return count", "return n_units")
+        .replace("from pkg.util", "from store.util"),
+    )
+    write(
+        beta / "store/__init__.py",
+        '"""Store."""\n\nfrom store.core import Inventory\nVERSION = "1"\nNAME = "s"\n',
+    )
     docs = root / "docs.jsonl"
-    same = '"""Text helpers."""\n\n\ndef shout(text):\n    """Upper-case and exclaim."""\n    loud = text.upper()\n    return loud + "!"\n'
+    same = (
+        '"""Text helpers."""\n\n\ndef shout(text):\n    """Upper-case and exclaim."""\n'
+        '    loud = text.upper()\n    return loud + "!"\n'
+    )
     lines = [
         json.dumps({"repo": "popular/lib", "path": "helpers.py", "content": same, "stars": 50}),
         "{not json",
@@ -160,9 +176,17 @@ def corpus(tmp_path_factory) -> dict:
         json.dumps(["a", "list"]),
     ]
     docs.write_text("\n".join(lines) + "\n")
-    table = pa.table({"repo": ["pq/repo"], "path": ["main.go"], "content": [
-        'package main\n\nimport "fmt"\n\nfunc main() {\n\tfmt.Println("hello")\n\tfmt.Println("bye")\n}\n'],
-        "stars": [3]})
+    table = pa.table(
+        {
+            "repo": ["pq/repo"],
+            "path": ["main.go"],
+            "content": [
+                'package main\n\nimport "fmt"\n\nfunc main() {\n'
+                '\tfmt.Println("hello")\n\tfmt.Println("bye")\n}\n'
+            ],
+            "stars": [3],
+        }
+    )
     pq.write_table(table, root / "docs.parquet")
     (root / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet at all")
     out = root / "out"
@@ -187,11 +211,17 @@ def test_every_input_is_kept_or_dropped_with_a_reason(corpus):
     kept = read(out / "file/high") + read(out / "file/low")
     dropped = [r for r in read(out / "dropped") if r["step"] != "repo_sample"]
     assert stats["unaccounted"] == 0
-    assert stats["documents_in"] == len(kept) + len(dropped) == stats["kept"]["documents"] + \
-        stats["dropped"]["documents"]
+    assert (
+        stats["documents_in"]
+        == len(kept) + len(dropped)
+        == stats["kept"]["documents"] + stats["dropped"]["documents"]
+    )
     assert all(r["reason"] and r["step"] for r in dropped)
-    on_disk = {p.relative_to(corpus["root"] / "repos/alpha").as_posix()
-               for p in (corpus["root"] / "repos/alpha").rglob("*") if not p.is_dir() or p.is_symlink()}
+    on_disk = {
+        p.relative_to(corpus["root"] / "repos/alpha").as_posix()
+        for p in (corpus["root"] / "repos/alpha").rglob("*")
+        if not p.is_dir() or p.is_symlink()
+    }
     seen = {r["path"] for r in kept + dropped if r["repo"] == "alpha"}
     assert on_disk <= seen
 
@@ -285,8 +315,13 @@ def test_git_checkout_reads_tracked_files_only(tmp_path):
     repo = tmp_path / "checkout"
     write(repo / "tracked.py", "a = 1\nb = 2\nc = 3\n")
     write(repo / "untracked.py", "d = 1\n")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     try:
         subprocess.run(["git", "init", "-q", str(repo)], check=True, env=env)
         subprocess.run(["git", "-C", str(repo), "add", "tracked.py"], check=True, env=env)
@@ -299,8 +334,11 @@ def test_git_checkout_reads_tracked_files_only(tmp_path):
 
 
 def test_cli_reports_bad_source_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "lingcoder", "curate", str(tmp_path / "nope"), "--out",
-                             str(tmp_path / "out")], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "lingcoder", "curate", str(tmp_path / "nope"), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     message = " ".join(result.stderr.split())  # rich wraps long lines at the terminal width
     assert message.startswith("error: source") and "nope: no such file or directory" in message

@@ -99,15 +99,32 @@ def test_good_python_passes_every_rule():
             "auto_generated",
         ),
         (GOOD_PY, "api/service_pb2.py", "auto_generated"),
-        ('DATA = """\n' + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\n" * 30
-         + '"""\nx = 1\ny = 2\n', "a.py", "encoded_data"),
+        (
+            'DATA = """\n'
+            + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\n" * 30
+            + '"""\nx = 1\ny = 2\n',
+            "a.py",
+            "encoded_data",
+        ),
         ('<?xml version="1.0"?>\n<root>\n  <a>1</a>\n  <b>2</b>\n</root>\n', "cfg.html", "xml_content"),
-        ("<html><script>\n" + "var a = 1;\n" * 50 + "</script><p>hi</p></html>\n", "p.html", "html_visible_text"),
+        (
+            "<html><script>\n" + "var a = 1;\n" * 50 + "</script><p>hi</p></html>\n",
+            "p.html",
+            "html_visible_text",
+        ),
         ("# comment\n" * 40 + "x = 1\n", "a.py", "too_many_comments"),
         ("import os\n\n# just imports\n", "a.py", "too_few_code_lines"),
-        ("\n".join(f"# https://example.com/some/long/path/{i}" for i in range(30)) + "\nx = 1\ny = 2\nz = 3\n",
-         "links.md", "url_ip_heavy"),
-        ("\n".join(f"a{i}@mail.example.org 2021-01-0{i % 9 + 1}" for i in range(40)), "c.md", "contact_date_heavy"),
+        (
+            "\n".join(f"# https://example.com/some/long/path/{i}" for i in range(30))
+            + "\nx = 1\ny = 2\nz = 3\n",
+            "links.md",
+            "url_ip_heavy",
+        ),
+        (
+            "\n".join(f"a{i}@mail.example.org 2021-01-0{i % 9 + 1}" for i in range(40)),
+            "c.md",
+            "contact_date_heavy",
+        ),
         ("x = 1\ny = 2\nz = 3\n" + "print('spam')\n" * 40, "a.py", "line_repetition"),
     ],
 )
@@ -124,7 +141,13 @@ def test_secrets_and_pii_are_redacted_and_counted():
         "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n"
     )
     redacted, counts = redact(text, PiiConfig())
-    for secret in ("AKIAIOSFODNN7EXAMPLE", "x8Fq2LmZ9pR4tV7wK1sN3bC6", "jane.doe@example.com", "8.8.8.8", "MIIEp"):
+    for secret in (
+        "AKIAIOSFODNN7EXAMPLE",
+        "x8Fq2LmZ9pR4tV7wK1sN3bC6",
+        "jane.doe@example.com",
+        "8.8.8.8",
+        "MIIEp",
+    ):
         assert secret not in redacted
     assert "127.0.0.1" in redacted
     assert counts == {"key": 1, "secret": 1, "email": 1, "ip_address": 1, "private_key": 1}
@@ -142,8 +165,12 @@ def test_humaneval_solution_pasted_into_a_file_is_caught():
 
 def test_user_benchmark_file_is_used(tmp_path):
     bench = tmp_path / "mybench.jsonl"
-    solution = "result = sorted(set(values), key=lambda item: (len(item), item.lower()), reverse=True)[:limit]"
-    bench.write_text(json.dumps({"task_id": "mybench/7", "prompt": "Sort values.", "solution": solution}) + "\n")
+    solution = (
+        "result = sorted(set(values), key=lambda item: (len(item), item.lower()), reverse=True)[:limit]"
+    )
+    bench.write_text(
+        json.dumps({"task_id": "mybench/7", "prompt": "Sort values.", "solution": solution}) + "\n"
+    )
     step = Decontaminator(DecontaminationConfig(humaneval=False, benchmark_files=[str(bench)]))
     copy = doc("def top(values, limit):\n    " + solution + "\n    return result\n")
     assert step.filter(copy) == (False, "benchmark_overlap")
@@ -190,20 +217,22 @@ def test_import_cycle_is_ordered_as_the_paper_says():
 
 
 def test_imports_resolved_for_js_java_go_c_rust():
-    deps = resolve_imports({
-        "web/a.ts": ("TypeScript", "import { b } from './b';\nconst c = require('./lib');\n"),
-        "web/b.ts": ("TypeScript", ""),
-        "web/lib/index.js": ("JavaScript", ""),
-        "src/com/x/App.java": ("Java", "import com.x.util.Helper;\n"),
-        "src/com/x/util/Helper.java": ("Java", ""),
-        "cmd/main.go": ("Go", 'package main\nimport (\n\t"example.com/m/pkg/store"\n)\n'),
-        "pkg/store/store.go": ("Go", "package store\n"),
-        "c/main.c": ("C", '#include "util.h"\n#include <stdio.h>\n'),
-        "c/util.h": ("C", ""),
-        "rs/src/lib.rs": ("Rust", "mod net;\nuse crate::net::tcp;\n"),
-        "rs/src/net/mod.rs": ("Rust", "pub mod tcp;\n"),
-        "rs/src/net/tcp.rs": ("Rust", ""),
-    })
+    deps = resolve_imports(
+        {
+            "web/a.ts": ("TypeScript", "import { b } from './b';\nconst c = require('./lib');\n"),
+            "web/b.ts": ("TypeScript", ""),
+            "web/lib/index.js": ("JavaScript", ""),
+            "src/com/x/App.java": ("Java", "import com.x.util.Helper;\n"),
+            "src/com/x/util/Helper.java": ("Java", ""),
+            "cmd/main.go": ("Go", 'package main\nimport (\n\t"example.com/m/pkg/store"\n)\n'),
+            "pkg/store/store.go": ("Go", "package store\n"),
+            "c/main.c": ("C", '#include "util.h"\n#include <stdio.h>\n'),
+            "c/util.h": ("C", ""),
+            "rs/src/lib.rs": ("Rust", "mod net;\nuse crate::net::tcp;\n"),
+            "rs/src/net/mod.rs": ("Rust", "pub mod tcp;\n"),
+            "rs/src/net/tcp.rs": ("Rust", ""),
+        }
+    )
     assert deps["web/a.ts"] == {"web/b.ts", "web/lib/index.js"}
     assert deps["src/com/x/App.java"] == {"src/com/x/util/Helper.java"}
     assert deps["cmd/main.go"] == {"pkg/store/store.go"}
@@ -216,8 +245,9 @@ def test_learned_classifier_adds_its_probability(tmp_path):
     labelled = tmp_path / "labels.jsonl"
     good = [GOOD_PY.replace("area", f"area{i}") for i in range(20)]
     bad = [f"x{i}=1;y=2;z=3;print(x{i});print(y);print(z)\n" * 3 for i in range(20)]
-    labelled.write_text("\n".join(json.dumps({"content": t, "label": int(i < 20)})
-                                  for i, t in enumerate(good + bad)) + "\n")
+    labelled.write_text(
+        "\n".join(json.dumps({"content": t, "label": int(i < 20)}) for i, t in enumerate(good + bad)) + "\n"
+    )
     model = QualityClassifier.train(str(labelled))
     model.save(str(tmp_path / "model.npz"))
     loaded = QualityClassifier.load(str(tmp_path / "model.npz"))
