@@ -40,10 +40,33 @@ def python_modules(paths: list[str]) -> dict[str, str]:
     return modules
 
 
+PY_IMPORT_LINE = re.compile(r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import\b|import[ \t]+\w)[^\n]*", re.MULTILINE)
+
+
+def _import_statements(text: str) -> str:
+    """Only the import statements of a Python file (dedented; parenthesised ones whole), for a fast parse."""
+    chunks = []
+    for match in PY_IMPORT_LINE.finditer(text):
+        end = match.end()
+        if "(" in match.group(0) and ")" not in match.group(0):
+            close = text.find(")", end)
+            end = close + 1 if close != -1 else end
+        chunks.append(text[match.start() : end].strip().split(";")[0])
+    return "\n".join(chunks)
+
+
+def _parse_imports(text: str):
+    for source in (_import_statements(text), text):  # the whole file if the extract does not parse
+        try:
+            return ast.parse(source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+    return None
+
+
 def _python_imports(path: str, text: str, modules: dict[str, str]) -> set[str]:
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = _parse_imports(text)
+    if tree is None:
         return set()
     package = path[:-3].split("/")[:-1] if not path.endswith("__init__.py") else path.split("/")[:-1]
     found = set()

@@ -50,7 +50,7 @@ CLASS_WORDS = (
     "protocol_declaration",
 )
 BLOCK_WORDS = ("block", "body", "compound_statement", "statement_block", "declaration_list", "do_group")
-PY_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
+PY_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 PY_BLOCKS = (
     ast.If,
     ast.For,
@@ -106,6 +106,7 @@ def analyse(text: str, language: str | None) -> Structure:
 
 
 def _analyse_python(text: str) -> Structure:
+    """Walks statements only (expressions hold no definitions or blocks we count), for speed."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -113,19 +114,22 @@ def _analyse_python(text: str) -> Structure:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return Structure(syntax_valid=False)
     out = Structure(syntax_valid=True)
-    stack = [(tree, 0)]
+    stack = [(statement, 0) for statement in tree.body]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, PY_FUNCS) or isinstance(node, ast.ClassDef):
-            if isinstance(node, ast.ClassDef):
-                out.classes += 1
-            else:
-                out.functions += 1
-            out.documented += ast.get_docstring(node, clean=False) is not None
         if isinstance(node, PY_BLOCKS):
             depth += 1
             out.max_nesting = max(out.max_nesting, depth)
-        stack.extend((child, depth) for child in ast.iter_child_nodes(node))
+            if isinstance(node, PY_DEFS):
+                out.classes += isinstance(node, ast.ClassDef)
+                out.functions += not isinstance(node, ast.ClassDef)
+                body = node.body
+                out.documented += bool(body) and isinstance(body[0], ast.Expr) and isinstance(
+                    body[0].value, ast.Constant) and isinstance(body[0].value.value, str)
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            children = getattr(node, field, None)
+            if children:
+                stack.extend((child, depth) for child in children)
     return out
 
 
