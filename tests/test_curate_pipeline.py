@@ -350,3 +350,48 @@ def test_output_dir_that_is_not_a_curate_output_is_refused(tmp_path):
     with pytest.raises(LingcoderError, match="not empty"):
         curate([str(tmp_path)], str(tmp_path), workers=1, quiet=True)
     assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_cli_runs_with_overrides_and_a_learned_classifier(tmp_path):
+    write(tmp_path / "src/shop/pkg/core.py", CORE)
+    write(tmp_path / "src/shop/pkg/util.py", UTIL)
+    labels = tmp_path / "labels.jsonl"
+    rows = [
+        {"content": CORE, "label": 1},
+        {"content": UTIL, "label": 1},
+        {"content": "x=1;y=2\n" * 9, "label": 0},
+        {"content": "print(1)\n" * 7, "label": 0},
+    ]
+    labels.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "lingcoder",
+        "curate",
+        str(tmp_path / "src"),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--quiet",
+        "--classifier-data",
+        str(labels),
+        "--set",
+        "quality.high_quality_threshold=0",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "documents in" in result.stdout and "unaccounted                      0" in result.stdout
+    high = read(out / "file/high")
+    assert {r["path"] for r in high} == {"pkg/core.py", "pkg/util.py"}
+    assert all(0 <= json.loads(r["signals"])["classifier_prob"] <= 1 for r in high)
+    assert not list((out / "file/low").glob("*.parquet")) or not read(out / "file/low")
+
+
+def test_unknown_threshold_is_a_clear_error(tmp_path):
+    write(tmp_path / "repo/a.py", "a = 1\n")
+    with pytest.raises(LingcoderError, match=r"rules\.max_lines_length: unknown key"):
+        curate(
+            [str(tmp_path / "repo")], str(tmp_path / "out"), workers=1, overrides=["rules.max_lines_length=5"]
+        )

@@ -65,7 +65,7 @@ def curate(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a threshold, e.g. rules.max_line_length=2000.")
     ] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress logs.")] = False,
+    quiet: Annotated[bool, typer.Option(help="Fewer progress logs (the funnel is still printed).")] = False,
 ) -> None:
     """Curate code data: filter, redact, deduplicate, decontaminate, score, build repository samples."""
     from lingcoder.data.curate import curate as run_curate

@@ -25,6 +25,7 @@ Every input file is either in `file/` or in `dropped/` (`stats.json` `unaccounte
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -165,8 +166,9 @@ def curate(
 ) -> dict | None:
     """Curate SOURCES (default: this interpreter's stdlib and packages) into `out`; return stats.json.
 
-    With `executor="slurm"` the jobs are submitted and None is returned (stats.json appears when
-    the last job finishes).
+    Prints the funnel table at the end; `quiet` turns our progress logs down to warnings
+    (datatrove still logs each task's start and statistics). With `executor="slurm"` the jobs are
+    submitted and None is returned (stats.json appears when the last job finishes).
     """
     cfg = load_config(config, overrides)
     cfg.decontamination.benchmark_files += list(benchmarks or [])
@@ -195,12 +197,10 @@ def curate(
     submitted = run_stages(stages, executor, workers, f"{out}/_work/logs", cfg.executor, quiet=quiet)
     if not submitted:
         return None
-    import json
-
     stats = json.loads((out_path / "stats.json").read_text())
     stats["seconds"] = round(time.monotonic() - started, 2)
     (out_path / "stats.json").write_text(json.dumps(stats, indent=2))
+    print(funnel_table(stats))
     if not quiet:
-        print(funnel_table(stats))
         print(f"curated {stats['documents_in']:,} files in {stats['seconds']:.1f}s -> {out}")
     return stats
