@@ -6,9 +6,10 @@ repositories `stdlib` and `site-packages`), so the whole pipeline runs on any ma
 download. To keep the default run short (about a minute on 2 cores) and deterministic, packages
 are taken in sorted order (stdlib first) under these caps, all changeable in `DefaultCorpus`:
 
-- `max_package_bytes` (4 MiB): a package whose files add up to more is skipped (this leaves out
-  giants such as torch, and the stdlib's own test suite);
-- `max_total_bytes` (24 MiB): packages are added until the next one would pass this total;
+- `max_package_bytes` (5 MiB): a package whose files add up to more is skipped (this leaves out
+  giants such as torch, numpy and the stdlib's own test suite);
+- `max_total_bytes` (24 MiB): a package that would take the total past this is skipped (smaller
+  ones after it may still fit);
 - `exclude`: top-level names never read (the interpreter's and this project's own packages).
 
 Skipped packages are not inputs; `skipped_packages()` lists them with the cap that skipped them
@@ -29,7 +30,7 @@ from lingcoder.data.sources import IGNORED_DIRS, Unit
 class DefaultCorpus:
     """Caps of the embedded default corpus (see the module docstring)."""
 
-    max_package_bytes: int = 4 * 2**20
+    max_package_bytes: int = 5 * 2**20
     max_total_bytes: int = 24 * 2**20
     include_stdlib: bool = True
     include_site_packages: bool = True

@@ -26,7 +26,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from datatrove.data import Document
@@ -51,7 +51,6 @@ class Unit:
     files: tuple[str, ...] = ()  # dir: restrict to these top-level entries of `path` (default corpus)
     license: str = ""
     stars: int = 0
-    size_hint: int = field(default=0, compare=False)
 
 
 def plan_units(sources: list[str]) -> list[Unit]:
