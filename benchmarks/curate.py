@@ -2,13 +2,17 @@
 
     python benchmarks/curate.py [--workers 1 2] [--keep DIR]
 
-Prints wall time, MB/s and files/s (input bytes and files as read, every stage included) and
-the ratio to one worker.
+Prints wall time, MB/s and files/s (input bytes and files as read, every stage included), the
+ratio to one worker and the machine's load average when each run started (other jobs on a shared
+machine slow the figures down).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import os
 import tempfile
 import time
 
@@ -24,21 +28,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = args.keep or tmp
         for workers in args.workers:
+            load = os.getloadavg()[0]
             started = time.perf_counter()
-            stats = curate(None, f"{base}/workers-{workers}", workers=workers, quiet=True)
+            with contextlib.redirect_stdout(io.StringIO()):  # the funnel table curate prints
+                stats = curate(None, f"{base}/workers-{workers}", workers=workers, quiet=True)
             seconds = time.perf_counter() - started
-            rows.append(
-                (workers, seconds, stats["bytes_in"] / 1e6, stats["documents_in"], stats["kept"]["documents"])
-            )
-    print(
-        f"{'workers':>7} {'seconds':>8} {'MB in':>7} {'files in':>9} {'kept':>6} {'MB/s':>6} "
-        f"{'files/s':>8} {'speed-up':>8}"
-    )
-    for workers, seconds, mb, files, kept in rows:
-        print(
-            f"{workers:>7} {seconds:>8.1f} {mb:>7.1f} {files:>9,} {kept:>6,} {mb / seconds:>6.2f} "
-            f"{files / seconds:>8.1f} {rows[0][1] / seconds:>7.2f}x"
-        )
+            rows.append((workers, seconds, stats["bytes_in"] / 1e6, stats["documents_in"], load))
+    header = ("workers", "seconds", "MB in", "files in", "MB/s", "files/s", "speed-up", "load before")
+    print(" ".join(f"{h:>{max(len(h), 8)}}" for h in header))
+    for workers, seconds, mb, files, load in rows:
+        cells = (workers, f"{seconds:.1f}", f"{mb:.1f}", f"{files:,}", f"{mb / seconds:.2f}",
+                 f"{files / seconds:.1f}", f"{rows[0][1] / seconds:.2f}x", f"{load:.1f}")
+        print(" ".join(f"{c:>{max(len(h), 8)}}" for c, h in zip(cells, header, strict=True)))
+    print(f"({os.cpu_count()} CPUs; 'load before' is the 1-minute load average when a run started)")
 
 
 if __name__ == "__main__":

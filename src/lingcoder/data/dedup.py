@@ -27,6 +27,7 @@ from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
 from datatrove.utils.hashing import HashConfig
+from datatrove.utils.text import TextNormConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from lingcoder.data.steps import CurationFilter
@@ -74,7 +75,12 @@ class CodeWordTokenizer(WordTokenizer):
 
 def minhash_config() -> MinhashConfig:
     # 32-bit hashes: datatrove 0.10.1's bucket stage rejects its own 64-bit signatures as corrupted.
-    return MinhashConfig(n_grams=5, num_buckets=8, hashes_per_bucket=6, hash_config=HashConfig(precision=32))
+    # Text normalisation: only lower-casing; the [A-Za-z_0-9]+ tokenizer already ignores whitespace and
+    # punctuation, and datatrove's per-character diacritics pass would be the slowest part of the step.
+    norm = TextNormConfig(norm_whitespace=False, remove_punctuation=False, norm_unicode_diacritics=False,
+                          norm_numbers=False)
+    return MinhashConfig(n_grams=5, num_buckets=8, hashes_per_bucket=6, hash_config=HashConfig(precision=32),
+                         norm_config=norm)
 
 
 def code_minhash_signature(output_folder: str) -> MinhashDedupSignature:
