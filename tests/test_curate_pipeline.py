@@ -395,3 +395,15 @@ def test_unknown_threshold_is_a_clear_error(tmp_path):
         curate(
             [str(tmp_path / "repo")], str(tmp_path / "out"), workers=1, overrides=["rules.max_lines_length=5"]
         )
+
+
+def test_thresholds_load_from_toml_and_overrides(tmp_path):
+    from lingcoder.data.curate import load_config
+
+    path = tmp_path / "curate.toml"
+    toml = "min_repo_files = 3\n[rules]\nmax_line_length = 50\n[quality]\nhigh_quality_threshold = 10\n"
+    path.write_text(toml)
+    cfg = load_config(str(path), ["rules.max_line_length=70", "default_corpus.max_total_bytes=1000"])
+    assert cfg.rules.max_line_length == 70 and cfg.quality.high_quality_threshold == 10.0
+    assert cfg.min_repo_files == 3
+    assert cfg.default_corpus.max_total_bytes == 1000
