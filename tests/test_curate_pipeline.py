@@ -407,3 +407,23 @@ def test_thresholds_load_from_toml_and_overrides(tmp_path):
     assert cfg.rules.max_line_length == 70 and cfg.quality.high_quality_threshold == 10.0
     assert cfg.min_repo_files == 3
     assert cfg.default_corpus.max_total_bytes == 1000
+
+
+def test_unlistable_directory_is_recorded_not_lost(tmp_path, monkeypatch):
+    write(tmp_path / "repo/ok.py", "a = 1\n")
+    write(tmp_path / "repo/secret/hidden.py", "b = 1\n")
+    real_walk = os.walk
+
+    def walk_with_denied_dir(top, onerror=None, followlinks=False):
+        for dirpath, dirnames, filenames in real_walk(top, followlinks=followlinks):
+            if dirpath.endswith("secret"):
+                onerror(PermissionError(13, "Permission denied", dirpath))
+                continue
+            yield dirpath, dirnames, filenames
+
+    monkeypatch.setattr("lingcoder.data.sources.os.walk", walk_with_denied_dir)
+    [unit] = plan_units([str(tmp_path / "repo")])
+    docs = {d.metadata["path"]: d.metadata for d in SourceReader([unit], 10_000).run()}
+    assert "read_problem" not in docs["ok.py"]
+    assert docs["secret/"]["read_problem"] == "unreadable"
+    assert "Permission denied" in docs["secret/"]["read_detail"]

@@ -273,14 +273,19 @@ def _repository_entries(unit: Unit) -> Iterator[tuple[str, str | None, str]]:
         yield from _walk(top, base)
 
 
+def _unlistable(err: OSError, base: Path) -> tuple[str, str, str]:
+    """The drop entry for a directory `os.walk` could not list (path relative to `base`, with `/`)."""
+    path = Path(err.filename or base)
+    rel = path.relative_to(base).as_posix() if path.is_relative_to(base) else str(path)
+    return rel + "/", "unreadable", f"cannot list directory: {err.strerror}"
+
+
 def _walk(top: Path, base: Path) -> Iterator[tuple[str, str | None, str]]:
     errors: list[OSError] = []
     for dirpath, dirnames, filenames in os.walk(top, onerror=errors.append, followlinks=False):
         current = Path(dirpath)
         while errors:
-            err = errors.pop()
-            rel = Path(err.filename).relative_to(base).as_posix() if err.filename else dirpath
-            yield rel + "/", "unreadable", f"cannot list directory: {err.strerror}"
+            yield _unlistable(errors.pop(0), base)
         dirnames.sort()
         for name in list(dirnames):
             sub = current / name
@@ -294,7 +299,7 @@ def _walk(top: Path, base: Path) -> Iterator[tuple[str, str | None, str]]:
         for name in sorted(filenames):
             yield (current / name).relative_to(base).as_posix(), None, ""
     for err in errors:
-        yield str(err.filename), "unreadable", f"cannot list directory: {err.strerror}"
+        yield _unlistable(err, base)
 
 
 def _all_files(top: Path) -> Iterator[Path]:
