@@ -191,7 +191,7 @@ def curate(
         QualityClassifier.train(classifier_data).save(model)
         cfg.quality.classifier_path = model
     workers = workers or os.cpu_count() or 1
-    tasks = max(1, min(len(units), workers * 4 if len(units) > workers else workers))
+    tasks = max(1, min(len(units), 4 * workers))  # several per worker: uneven repositories balance out
     stages = build_stages(units, out, cfg, tasks, sources_info)
     started = time.monotonic()
     submitted = run_stages(stages, executor, workers, f"{out}/_work/logs", cfg.executor, quiet=quiet)

@@ -162,10 +162,19 @@ class RepoSampleBuilder(CurationFilter):
         return super().run(self._samples(data), rank, world_size)
 
     def _samples(self, data):
-        groups: dict[str, list[Document]] = {}
+        """One sample per run of consecutive documents of the same repository (memory: one repository).
+
+        Readers emit a repository's files together (directories whole, JSONL/Parquet files grouped
+        by repo), so a run is a whole repository, except one spread over several document files.
+        """
+        repo, docs = None, []
         for doc in data:
-            groups.setdefault(doc.metadata["repo"], []).append(doc)
-        for repo, docs in groups.items():
+            if doc.metadata["repo"] != repo and docs:
+                yield self.build(repo, docs)
+                docs = []
+            repo = doc.metadata["repo"]
+            docs.append(doc)
+        if docs:
             yield self.build(repo, docs)
 
     @staticmethod

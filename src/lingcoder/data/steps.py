@@ -42,7 +42,7 @@ class DroppedRecord:
             "language": meta.get("language") or "unknown",
             "size_bytes": int(meta.get("size_bytes", 0)),
             "step": self.step,
-            "reason": meta.get("filter_reason") or meta.get("drop_reason") or "dropped",
+            "reason": meta["filter_reason"],  # set by datatrove's BaseFilter from our (False, reason)
             "detail": str(meta.get("drop_detail", ""))[:500],
         }
 
