@@ -92,7 +92,7 @@ def _repo_unit(path: Path) -> Unit:
 
 def _subdirectory_repos(path: Path) -> list[Unit]:
     try:
-        children = sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink())
+        children = sorted(p for p in path.iterdir() if p.is_dir())  # a linked repository is read too
     except OSError as exc:
         raise LingcoderError(f"source {path}: cannot list directory: {exc.strerror}") from None
     return [_repo_unit(child) for child in children if child.name not in IGNORED_DIRS]
