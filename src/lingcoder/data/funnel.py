@@ -14,6 +14,7 @@ import glob
 import json
 import os
 from collections import defaultdict
+from pathlib import Path
 
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
@@ -29,7 +30,7 @@ def _rows(folder: str, columns: list[str]) -> list[dict]:
 
 
 def compute_funnel(out_dir: str, sources: dict) -> dict:
-    inputs = [json.load(open(p)) for p in sorted(glob.glob(f"{out_dir}/_work/inputs/*.json"))]
+    inputs = [json.loads(Path(p).read_text()) for p in sorted(glob.glob(f"{out_dir}/_work/inputs/*.json"))]
     docs_in, bytes_in = sum(i["documents"] for i in inputs), sum(i["bytes"] for i in inputs)
     dropped = _rows(
         f"{out_dir}/dropped", ["repo", "path", "language", "size_bytes", "step", "reason", "detail"]
