@@ -44,7 +44,6 @@ def version() -> None:
     print(__version__)
 
 
-
 @app.command()
 def curate(
     out: Annotated[str, typer.Option("--out", help="Output directory (layout: lingcoder.data.curate).")],
