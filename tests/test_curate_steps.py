@@ -196,6 +196,8 @@ def test_tree_sitter_analysis_for_other_languages():
     assert analyse("int main( { return 0; }", "C").syntax_valid is False
     assert analyse("fn main() { let x = 1; }\n", "Rust").functions == 1
     assert analyse("anything", "Haskell").syntax_valid is None
+    jsx = "export const App = () => <div className='x'>hi</div>;\n"
+    assert analyse(jsx, "TypeScript", "ui/App.tsx").syntax_valid is True
 
 
 def test_import_cycle_is_ordered_as_the_paper_says():

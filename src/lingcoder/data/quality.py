@@ -57,8 +57,8 @@ def rule_score(signals: dict) -> float:
     return round(points, 2)
 
 
-def code_signals(text: str, language: str, counts, max_bytes: int) -> dict:
-    structure = analyse(text, language) if len(text) <= max_bytes else None
+def code_signals(text: str, language: str, path: str, counts, max_bytes: int) -> dict:
+    structure = analyse(text, language, path) if len(text) <= max_bytes else None
     return {
         "syntax_valid": structure.syntax_valid if structure else None,
         "comment_ratio": round(counts.comment_ratio, 4),
@@ -95,7 +95,9 @@ class QualityAnnotator(PipelineStep):
         meta = doc.metadata
         counts = cached_line_counts(doc)
         if kind_of(meta["language"]) == CODE:
-            signals = code_signals(doc.text, meta["language"], counts, self.config.max_analysis_bytes)
+            signals = code_signals(
+                doc.text, meta["language"], meta["path"], counts, self.config.max_analysis_bytes
+            )
             score = rule_score(signals)
         else:
             signals = {"comment_ratio": round(counts.comment_ratio, 4), "effective_lines": counts.code}

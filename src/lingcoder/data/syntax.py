@@ -18,6 +18,7 @@ from functools import cache
 GRAMMARS = {
     "JavaScript": ("tree_sitter_javascript", "language"),
     "TypeScript": ("tree_sitter_typescript", "language_typescript"),
+    "TSX": ("tree_sitter_typescript", "language_tsx"),  # TypeScript files ending in .tsx (JSX syntax)
     "Java": ("tree_sitter_java", "language"),
     "C": ("tree_sitter_c", "language"),
     "C++": ("tree_sitter_cpp", "language"),
@@ -96,7 +97,9 @@ def parser_for(language: str):
         return None
 
 
-def analyse(text: str, language: str | None) -> Structure:
+def analyse(text: str, language: str | None, path: str = "") -> Structure:
+    if language == "TypeScript" and path.endswith(".tsx"):
+        language = "TSX"
     if language == "Python":
         return _analyse_python(text)
     parser = parser_for(language or "")
@@ -124,8 +127,12 @@ def _analyse_python(text: str) -> Structure:
                 out.classes += isinstance(node, ast.ClassDef)
                 out.functions += not isinstance(node, ast.ClassDef)
                 body = node.body
-                out.documented += bool(body) and isinstance(body[0], ast.Expr) and isinstance(
-                    body[0].value, ast.Constant) and isinstance(body[0].value.value, str)
+                out.documented += (
+                    bool(body)
+                    and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)
+                )
         for field in ("body", "orelse", "finalbody", "handlers", "cases"):
             children = getattr(node, field, None)
             if children:
