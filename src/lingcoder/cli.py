@@ -7,6 +7,7 @@ so users never see a traceback for a mistake of theirs.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -188,3 +189,32 @@ def pretrain_cmd(
         pretrain(load_pretrain_config(config, set_), resume=resume)
     finally:
         shutdown()
+
+
+# -- curate ----------------------------------------------------------------------------------------
+@app.command()
+def curate(
+    out: Annotated[str, typer.Option("--out", help="Output directory (layout: lingcoder.data.curate).")],
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(help="Repositories, directories of repositories, git checkouts, .jsonl or .parquet "
+                       "files. None: this interpreter's standard library and installed packages."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Local worker processes (default: all cores).")] = None,
+    executor: Annotated[str, typer.Option(help="local, ray or slurm.")] = "local",
+    benchmark: Annotated[
+        list[str] | None, typer.Option(help="Extra benchmark JSONL to decontaminate against (repeatable).")
+    ] = None,
+    classifier_data: Annotated[
+        str | None, typer.Option(help="Labelled JSONL (content, label) to train the quality classifier.")
+    ] = None,
+    config: Annotated[str | None, typer.Option(help="TOML file of thresholds (CurateConfig).")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a threshold, e.g. rules.max_line_length=2000.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="Fewer progress logs (the funnel is still printed).")] = False,
+) -> None:
+    """Curate code data: filter, redact, deduplicate, decontaminate, score, build repository samples."""
+    from lingcoder.data.curate import curate as run_curate
+
+    run_curate(sources, out, workers, executor, benchmark, classifier_data, config, overrides, quiet)

@@ -1,0 +1,228 @@
+"""Step 4: exact and near deduplication, keeping the best copy.
+
+Near duplicates are found by datatrove's MinHash stages (signature -> LSH buckets -> clusters)
+over 5-gram shingles of `[A-Za-z_0-9]+` tokens (The Stack's setting). The LSH bands
+(`num_buckets` x `hashes_per_bucket` = 8 x 6) put the similarity at which a pair is found with
+probability 1/2 at (1/8)^(1/6) = 0.71, The Stack's Jaccard 0.7. Exact duplicates share the
+SHA-1 of their normalised content (lines stripped, blank lines removed).
+
+datatrove's own filter keeps an arbitrary member of each cluster; the paper keeps the copy from
+the repository with most stars, then the best quality score. So the clusters datatrove writes
+(`save_cluster_id`) and the exact-hash groups are merged here (a small union-find) and the
+winner of each group is chosen by (stars, score, then repo and path for determinism). The
+losers are dropped by `DuplicateFilter` with reason `exact_duplicate` or `near_duplicate`
+and the kept copy in `detail`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import struct
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
+from datatrove.utils.hashing import HashConfig
+from datatrove.utils.text import TextNormConfig
+from datatrove.utils.word_tokenizers import WordTokenizer
+
+from lingcoder.data.steps import CurationFilter
+
+CODE_WORD = re.compile(r"[A-Za-z_0-9]+")
+KEY_SCHEMA = pa.schema(
+    [
+        ("idx", pa.int64()),
+        ("id", pa.string()),
+        ("repo", pa.string()),
+        ("path", pa.string()),
+        ("stars", pa.int64()),
+        ("score", pa.float64()),
+        ("exact_hash", pa.string()),
+    ]
+)
+DUPLICATE_SCHEMA = pa.schema(
+    [
+        ("rank", pa.int64()),
+        ("idx", pa.int64()),
+        ("id", pa.string()),
+        ("kept_id", pa.string()),
+        ("kept_repo", pa.string()),
+        ("kept_path", pa.string()),
+        ("kind", pa.string()),
+    ]
+)
+
+
+class CodeWordTokenizer(WordTokenizer):
+    """Identifier/number tokens, the unit of the 5-gram shingles (no spaCy, any language)."""
+
+    def __init__(self):
+        super().__init__("code")
+
+    def word_tokenize(self, text: str) -> list[str]:
+        return CODE_WORD.findall(text)
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return [text]
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        return [(0, len(text))]
+
+
+def minhash_config() -> MinhashConfig:
+    # 32-bit hashes: datatrove 0.10.1's bucket stage rejects its own 64-bit signatures as corrupted.
+    # Text normalisation: only lower-casing; the [A-Za-z_0-9]+ tokenizer already ignores whitespace and
+    # punctuation, and datatrove's per-character diacritics pass would be the slowest part of the step.
+    norm = TextNormConfig(norm_whitespace=False, remove_punctuation=False, norm_unicode_diacritics=False,
+                          norm_numbers=False)
+    return MinhashConfig(n_grams=5, num_buckets=8, hashes_per_bucket=6, hash_config=HashConfig(precision=32),
+                         norm_config=norm)
+
+
+def code_minhash_signature(output_folder: str) -> MinhashDedupSignature:
+    return MinhashDedupSignature(output_folder, config=minhash_config(), language=CodeWordTokenizer())
+
+
+def exact_hash(text: str) -> str:
+    normalised = "\n".join(line.strip() for line in text.splitlines() if line.strip())
+    return hashlib.sha1(normalised.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class DedupKeyWriter(PipelineStep):
+    """Writes, in stream order, what choosing a winner needs: (idx, id, repo, path, stars, score, hash).
+
+    `idx` is the document's position in this rank's stream, the index datatrove's MinHash
+    stages use, so clusters map back to documents.
+    """
+
+    type = "🫂 - DEDUP"
+    name = "🔑 dedup keys"
+
+    def __init__(self, folder: str):
+        super().__init__()
+        self.folder = folder
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        rows = []
+        for idx, doc in enumerate(data):
+            meta = doc.metadata
+            meta["dedup_idx"] = idx
+            rows.append(
+                {
+                    "idx": idx,
+                    "id": doc.id,
+                    "repo": meta["repo"],
+                    "path": meta["path"],
+                    "stars": int(meta.get("stars") or 0),
+                    "score": float(meta.get("score") or 0),
+                    "exact_hash": exact_hash(doc.text),
+                }
+            )
+            yield doc
+        os.makedirs(self.folder, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=KEY_SCHEMA), f"{self.folder}/{rank:05d}.parquet")
+
+
+def _read_clusters(folder: str) -> dict[tuple[int, int], int]:
+    """(rank, idx) -> cluster id from datatrove's `NNNNNN.clusters` files (pairs of little-endian u32)."""
+    clusters = {}
+    if not os.path.isdir(folder):
+        return clusters
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".clusters"):
+            rank = int(name.split(".")[0])
+            with open(f"{folder}/{name}", "rb") as fh:
+                for idx, cluster in struct.iter_unpack("<II", fh.read()):
+                    clusters[(rank, idx)] = cluster
+    return clusters
+
+
+class DuplicateResolver(PipelineStep):
+    """One task: merges exact-hash groups and MinHash clusters, picks each group's winner."""
+
+    type = "🫂 - DEDUP"
+    name = "🏆 choose kept copies"
+
+    def __init__(self, keys_folder: str, clusters_folder: str, output_file: str):
+        super().__init__()
+        self.keys_folder, self.clusters_folder, self.output_file = keys_folder, clusters_folder, output_file
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        keys = {}
+        for name in sorted(os.listdir(self.keys_folder)) if os.path.isdir(self.keys_folder) else []:
+            file_rank = int(name.split(".")[0])
+            for row in pq.read_table(f"{self.keys_folder}/{name}").to_pylist():
+                keys[(file_rank, row["idx"])] = row
+        parent = {node: node for node in keys}
+
+        def find(node):
+            while parent[node] != node:
+                parent[node] = parent[parent[node]]
+                node = parent[node]
+            return node
+
+        def union(a, b):
+            parent[find(a)] = find(b)
+
+        first_with_hash: dict[str, tuple] = {}
+        for node, row in keys.items():
+            union(node, first_with_hash.setdefault(row["exact_hash"], node))
+        first_in_cluster: dict[int, tuple] = {}
+        for node, cluster in _read_clusters(self.clusters_folder).items():
+            if node in keys:
+                union(node, first_in_cluster.setdefault(cluster, node))
+        groups: dict[tuple, list] = {}
+        for node in keys:
+            groups.setdefault(find(node), []).append((node, keys[node]))
+        rows = []
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            members.sort(key=lambda m: (-m[1]["stars"], -m[1]["score"], m[1]["repo"], m[1]["path"], m[0]))
+            winner = members[0][1]
+            for (loser_rank, loser_idx), loser in members[1:]:
+                kind = "exact_duplicate" if loser["exact_hash"] == winner["exact_hash"] else "near_duplicate"
+                rows.append(
+                    {
+                        "rank": loser_rank,
+                        "idx": loser_idx,
+                        "id": loser["id"],
+                        "kept_id": winner["id"],
+                        "kept_repo": winner["repo"],
+                        "kept_path": winner["path"],
+                        "kind": kind,
+                    }
+                )
+                self.stat_update(kind)
+        os.makedirs(os.path.dirname(self.output_file), exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=DUPLICATE_SCHEMA), self.output_file)
+        return iter(())
+
+
+class DuplicateFilter(CurationFilter):
+    """Drops the documents `DuplicateResolver` marked as duplicates of a kept copy."""
+
+    step = "dedup"
+    name = "🫂 drop duplicates"
+
+    def __init__(self, duplicates_file: str, **kwargs):
+        super().__init__(**kwargs)
+        self.duplicates_file = duplicates_file
+        self._duplicates: dict[int, dict] = {}
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        table = (
+            pq.read_table(self.duplicates_file).to_pylist() if os.path.exists(self.duplicates_file) else []
+        )
+        self._duplicates = {row["idx"]: row for row in table if row["rank"] == rank}
+        return super().run(data, rank, world_size)
+
+    def filter(self, doc: Document):
+        row = self._duplicates.get(doc.metadata["dedup_idx"])
+        if row:
+            return self.drop(doc, row["kind"], f"kept {row['kept_repo']}/{row['kept_path']}")
+        return True

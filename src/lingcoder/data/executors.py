@@ -1,0 +1,102 @@
+"""Runs the curation stages on datatrove's executors: local processes, a Ray cluster or Slurm.
+
+We write no executor of our own: each stage becomes a datatrove executor that `depends` on
+the previous one, exactly as datatrove's own multi-stage MinHash examples chain them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+
+from lingcoder.errors import LingcoderError
+
+
+@dataclass
+class ExecutorConfig:
+    """Options for the Ray and Slurm executors (the local one needs only `--workers`)."""
+
+    slurm_partition: str = ""
+    slurm_time: str = "04:00:00"
+    slurm_cpus_per_task: int = 1
+    slurm_mem_per_cpu_gb: int = 2
+    slurm_venv_path: str = ""
+    ray_cpus_per_task: int = 1
+    ray_mem_per_cpu_gb: float = 2.0
+
+
+def _quiet_datatrove(quiet: bool) -> None:
+    from datatrove.utils.logging import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING" if quiet else "INFO", format="{time:HH:mm:ss} | {message}")
+    logging.getLogger("ray").setLevel(logging.WARNING)
+
+
+def build_executors(stages: list[tuple], kind: str, workers: int, logging_dir: str, cfg: ExecutorConfig):
+    """One datatrove executor per stage, each depending on the one before; returns them in order."""
+    executors = []
+    previous = None
+    for name, pipeline, tasks in stages:
+        common = {
+            "pipeline": pipeline,
+            "tasks": tasks,
+            "logging_dir": f"{logging_dir}/{name}",
+            "depends": previous,
+            "skip_completed": False,
+        }
+        if kind == "local":
+            from datatrove.executor import LocalPipelineExecutor
+
+            executor = LocalPipelineExecutor(workers=min(workers, tasks), **common)
+        elif kind == "ray":
+            try:
+                from datatrove.executor import RayPipelineExecutor
+            except ImportError:
+                raise LingcoderError("--executor ray needs Ray: pip install 'lingcoder[ray]'") from None
+            executor = RayPipelineExecutor(
+                workers=min(workers, tasks),
+                cpus_per_task=cfg.ray_cpus_per_task,
+                mem_per_cpu_gb=cfg.ray_mem_per_cpu_gb,
+                **common,
+            )
+        elif kind == "slurm":
+            from datatrove.executor import SlurmPipelineExecutor
+
+            if not cfg.slurm_partition:
+                raise LingcoderError(
+                    "--executor slurm needs a partition: --set executor.slurm_partition=NAME"
+                )
+            executor = SlurmPipelineExecutor(
+                job_name=f"curate_{name}",
+                time=cfg.slurm_time,
+                partition=cfg.slurm_partition,
+                cpus_per_task=cfg.slurm_cpus_per_task,
+                mem_per_cpu_gb=cfg.slurm_mem_per_cpu_gb,
+                venv_path=cfg.slurm_venv_path or None,
+                workers=workers,
+                **common,
+            )
+        else:
+            raise LingcoderError(f"--executor {kind}: expected local, ray or slurm")
+        executors.append(executor)
+        previous = executor
+    return executors
+
+
+def run_stages(
+    stages, kind: str, workers: int, logging_dir: str, cfg: ExecutorConfig, quiet: bool = False
+) -> bool:
+    """Run (local, ray) or submit (slurm) all stages; True when they ran to completion here."""
+    _quiet_datatrove(quiet)
+    executors = build_executors(stages, kind, workers, logging_dir, cfg)
+    if kind == "ray":
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(
+                num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+            )
+    executors[-1].run()
+    return kind != "slurm"
