@@ -159,6 +159,8 @@ def tokenize_cmd(
     val_fraction: float = typer.Option(0.01, help="Share of documents held out for validation."),
     seed: int = typer.Option(0, help="Seed of the FIM and split draws (per document id)."),
     workers: int = typer.Option(0, help="Local worker processes (0 = all cores)."),
+    executor: str = typer.Option("local", help="local, ray or slurm (datatrove's executors, as for curate)."),
+    verbose: bool = typer.Option(False, help="Show datatrove's per-task logs."),
 ) -> None:
     """Curated Parquet -> token shards (with document boundaries, FIM and a validation split)."""
     import os
@@ -167,7 +169,11 @@ def tokenize_cmd(
     from lingcoder.data.tokenize import tokenize
 
     index = tokenize(curated, tokenizer, out, sources=source, fim=FimConfig(fim_rate, spm_rate, seed),
-                     val_fraction=val_fraction, seed=seed, workers=workers or os.cpu_count() or 1)
+                     val_fraction=val_fraction, seed=seed, workers=workers or os.cpu_count() or 1,
+                     executor=executor, quiet=not verbose)
+    if index is None:
+        console.print(f"submitted to Slurm; {out}/index.json appears when every stage is done")
+        return
     for name, entry in index["sources"].items():
         console.print(f"  {name}: {entry['train']['tokens']:,} train / {entry['val']['tokens']:,} val tokens "
                       f"({entry['train']['documents']:,} / {entry['val']['documents']:,} documents)")

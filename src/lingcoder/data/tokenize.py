@@ -1,8 +1,9 @@
 """`lingcoder tokenizer train` and `lingcoder tokenize`: curated Parquet -> a tokenizer, and -> token
 shards (shards.py) with FIM and a validation split.
 
-Runs as a datatrove pipeline (its ParquetReader, then our `TokenShardWriter` step) on datatrove's
-local executor, one task per input file, so the output does not depend on the worker count. Each
+Runs as datatrove stages (its ParquetReader, then our `TokenShardWriter` step; last, the index)
+on the same executors as curation (local, Ray, Slurm), one task per input file, so the output does
+not depend on the worker count. Each
 Parquet folder under the curated directory becomes one mixture source, named by its relative path
 (`file/high` -> `file-high`); `--source NAME=PATH` names sources explicitly.
 """
@@ -17,8 +18,9 @@ from pathlib import Path
 from datatrove.pipeline.base import PipelineStep
 from tokenizers import Tokenizer
 
+from lingcoder.data.executors import ExecutorConfig, run_stages
 from lingcoder.data.fim import FimConfig, document_rng, encode_document
-from lingcoder.data.shards import SPLITS, ShardWriter, token_dtype, write_index
+from lingcoder.data.shards import SPLITS, ShardWriter, TokenIndex, token_dtype, write_index
 from lingcoder.data.tokenizer import EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, save_tokenizer, train_tokenizer
 from lingcoder.errors import LingcoderError
 
@@ -83,11 +85,29 @@ def parse_sources(specs: list[str]) -> dict[str, Path]:
     return sources
 
 
+class TokenIndexWriter(PipelineStep):
+    """The last stage: scans every shard and writes `index.json` (whose presence marks completion)."""
+
+    name = "🗂 token index"
+    type = "✍️ writer"
+
+    def __init__(self, out_dir: str, vocab_size: int, eos_token_id: int, settings: dict):
+        super().__init__()
+        self.out_dir, self.vocab_size, self.eos_token_id, self.settings = out_dir, vocab_size, eos_token_id, settings
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        write_index(Path(self.out_dir), vocab_size=self.vocab_size, eos_token_id=self.eos_token_id,
+                    settings=self.settings)
+        return
+        yield
+
+
 def tokenize(curated: str | Path | None, tokenizer_dir: str | Path, out: str | Path, *,
              sources: list[str] = (), fim: FimConfig | None = None, val_fraction: float = 0.01, seed: int = 0,
-             workers: int = 1) -> dict:
-    """Tokenize every source into `out`; return the index (also written to `out/index.json`)."""
-    from datatrove.executor import LocalPipelineExecutor
+             workers: int = 1, executor: str = "local", executor_config: ExecutorConfig | None = None,
+             quiet: bool = True) -> dict | None:
+    """Tokenize every source into `out` on datatrove's local, Ray or Slurm executor; return the index
+    (also `out/index.json`), or None when the stages were submitted to Slurm."""
     from datatrove.pipeline.readers import ParquetReader
 
     fim = fim or FimConfig()
@@ -100,6 +120,10 @@ def tokenize(curated: str | Path | None, tokenizer_dir: str | Path, out: str | P
     if out.exists():
         shutil.rmtree(out)  # a partial earlier run must not leak shards into this one
     out.mkdir(parents=True)
+    for extra in ("tokenizer.json", "tokenizer_config.json"):
+        if (Path(tokenizer_dir) / extra).is_file():
+            shutil.copy(Path(tokenizer_dir) / extra, out / extra)
+    stages = []
     for name, path in named.items():
         files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
         if not files:
@@ -108,15 +132,14 @@ def tokenize(curated: str | Path | None, tokenizer_dir: str | Path, out: str | P
                                glob_pattern=path.name if path.is_file() else "**/*.parquet",
                                recursive=not path.is_file())
         step = TokenShardWriter(str(tokenizer_file), str(out), name, fim, val_fraction, seed)
-        LocalPipelineExecutor(pipeline=[reader, step], tasks=len(files), workers=min(workers, len(files)),
-                              logging_dir=str(out / ".logs" / name), skip_completed=False).run()
-    for extra in ("tokenizer.json", "tokenizer_config.json"):
-        if (Path(tokenizer_dir) / extra).is_file():
-            shutil.copy(Path(tokenizer_dir) / extra, out / extra)
+        stages.append((f"tokenize_{name}", [reader, step], len(files)))
     settings = {"tokenizer_sha256": hashlib.sha256(tokenizer_file.read_bytes()).hexdigest(),
                 "fim": dataclasses.asdict(fim), "val_fraction": val_fraction, "seed": seed}
-    return write_index(out, vocab_size=tokenizer.get_vocab_size(), eos_token_id=tokenizer.token_to_id(EOS),
-                       settings=settings)
+    index_step = TokenIndexWriter(str(out), tokenizer.get_vocab_size(), tokenizer.token_to_id(EOS), settings)
+    stages.append(("token_index", [index_step], 1))
+    finished = run_stages(stages, executor, workers, str(out / ".logs"), executor_config or ExecutorConfig(),
+                          quiet=quiet)
+    return TokenIndex(out).data if finished else None
 
 
 def load_checked_tokenizer(path: Path, fim: FimConfig) -> Tokenizer:
