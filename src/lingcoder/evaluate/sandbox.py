@@ -1,0 +1,317 @@
+"""The sandbox: run one untrusted command, confined, and report what happened.
+
+Each program runs in its own subprocess and session (process group), in a temporary working
+directory, with a scrubbed environment and resource limits (CPU seconds, writable memory, file
+size, process count, open files, no core files) set by `confine.py` before it execs the program.
+Where the kernel allows, the program also gets new network and PID namespaces (`unshare`): no
+network interface but loopback-down, and when the program ends every process it started dies with
+the namespace. When the harness runs as root, each concurrent program runs as its own unprivileged
+uid (`UID_BASE + slot`), so it can neither touch the host's files nor signal the harness, and the
+process limit counts only its own processes. A wall-clock timeout kills the whole group; output is
+kept up to a cap (head and tail). The harness never runs the program in its own process.
+
+`Sandbox.isolation()` says which of these were in force; results files record it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFINE = str(Path(__file__).with_name("confine.py"))
+UID_BASE = 61000
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+_MARKER_VAR = "LINGCODER_SANDBOX_ID"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one program (per process; `processes` per sandbox uid)."""
+
+    cpu_seconds: int = 20
+    memory_mb: int = 2048  # RLIMIT_DATA: writable private memory, so reserved-only VM (JVM, V8) is fine
+    address_space_mb: int | None = None  # RLIMIT_AS, off by default for the same reason
+    file_size_mb: int = 64
+    processes: int = 128
+    open_files: int = 256
+    output_bytes: int = 32_768  # kept per stream: half from the head, half from the tail
+
+
+@dataclass
+class Execution:
+    """What one confined command did. `returncode` < 0 means killed by that signal.
+
+    Statuses 129..(128+NSIG) are read as deaths by signal (the shell convention confine.py uses), so
+    a program that itself exits with such a status is reported as killed by that signal.
+    """
+
+    returncode: int
+    seconds: float
+    timed_out: bool
+    stdout: str
+    stderr: str
+    output_truncated: bool = False
+
+    @property
+    def signal_name(self) -> str | None:
+        if self.returncode >= 0:
+            return None
+        try:
+            return signal.Signals(-self.returncode).name
+        except ValueError:
+            return f"signal {-self.returncode}"
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """Which confinement is in force; `describe()` is what summary.json records."""
+
+    namespace_prefix: tuple[str, ...] = ()
+    drop_to_uid: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    def describe(self) -> dict:
+        return {
+            "network": "new network namespace (no network)" if self.namespace_prefix
+            else "none: programs can reach the network",
+            "processes": "new PID namespace, all its processes killed at the end" if self.namespace_prefix
+            else "own process group, killed at the end (plus a sweep for escaped descendants)",
+            "user": f"unprivileged uid {UID_BASE}+slot (harness runs as root)" if self.drop_to_uid
+            else f"the invoking user (uid {os.geteuid()})",
+            "limits": "rlimits: cpu, data, fsize, nproc, nofile, core=0; wall-clock timeout; output cap",
+            "notes": list(self.notes),
+        }
+
+
+def detect_isolation(use_namespaces: bool = True) -> Isolation:
+    """Probe what this machine allows (cached): `unshare` namespaces, dropping root."""
+    return _detect(use_namespaces, os.geteuid())
+
+
+@functools.cache
+def _detect(use_namespaces: bool, euid: int) -> Isolation:
+    notes = []
+    prefix: tuple[str, ...] = ()
+    unshare, true = shutil.which("unshare"), shutil.which("true")
+    if not use_namespaces:
+        notes.append("namespaces disabled by the caller")
+    elif not unshare or not true:
+        notes.append("no `unshare` binary: no network or PID namespace")
+    else:
+        flags = ["--net", "--pid", "--fork", "--kill-child"]
+        if euid != 0:
+            flags = ["--user", "--map-root-user", *flags]
+        probe = subprocess.run([unshare, *flags, true], capture_output=True, text=True, timeout=30)
+        if probe.returncode == 0:
+            prefix = (unshare, *flags)
+        else:
+            notes.append(f"`unshare {' '.join(flags)}` refused: {probe.stderr.strip()[:200]}")
+    return Isolation(namespace_prefix=prefix, drop_to_uid=euid == 0, notes=tuple(notes))
+
+
+class _UidSlots:
+    """Hands out distinct sandbox uids to concurrent programs."""
+
+    def __init__(self) -> None:
+        self._free: set[int] = set()
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> int:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            self._next += 1
+            return self._next - 1
+
+    def release(self, slot: int) -> None:
+        with self._lock:
+            self._free.add(slot)
+
+
+_SLOTS = _UidSlots()
+
+
+class Sandbox:
+    """Runs commands confined; thread-safe, one instance can serve many workers."""
+
+    def __init__(self, use_namespaces: bool = True, isolation: Isolation | None = None) -> None:
+        self._isolation = isolation or detect_isolation(use_namespaces)
+
+    def isolation(self) -> Isolation:
+        return self._isolation
+
+    def execute(
+        self,
+        argv: list[str],
+        workdir: Path,
+        *,
+        timeout: float,
+        limits: Limits = Limits(),
+        stdin: bytes = b"",
+        env: dict[str, str] | None = None,
+    ) -> Execution:
+        """Run `argv` in `workdir` (which the program may own and change) and wait for it."""
+        iso = self._isolation
+        slot = _SLOTS.acquire() if iso.drop_to_uid else None
+        try:
+            options = _limit_options(limits, iso)
+            if slot is not None:
+                uid = UID_BASE + slot
+                _chown_tree(workdir, uid)
+                options += ["--uid", str(uid), "--gid", str(uid)]
+            marker = secrets.token_hex(8)
+            full_env = {"PATH": SAFE_PATH, "HOME": str(workdir), "TMPDIR": str(workdir),
+                        "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", _MARKER_VAR: marker, **(env or {})}
+            command = [*iso.namespace_prefix, sys.executable, "-I", "-S", CONFINE, *options, "--", *argv]
+            sweep = marker if not iso.namespace_prefix else None
+            return _run(command, workdir, full_env, stdin, timeout, limits.output_bytes, sweep)
+        finally:
+            if slot is not None:
+                _SLOTS.release(slot)
+
+
+def _limit_options(limits: Limits, iso: Isolation) -> list[str]:
+    mb = 1 << 20
+    options = ["--cpu", str(int(limits.cpu_seconds)), "--data", str(limits.memory_mb * mb),
+               "--fsize", str(limits.file_size_mb * mb), "--nofile", str(limits.open_files)]
+    if limits.address_space_mb:
+        options += ["--as", str(limits.address_space_mb * mb)]
+    # RLIMIT_NPROC counts every process of the uid: exact with a per-slot uid, else on top of ours.
+    already = 0 if iso.drop_to_uid else _count_processes_of(os.getuid())
+    options += ["--nproc", str(limits.processes + already)]
+    return options
+
+
+def _run(command, workdir, env, stdin, timeout, cap, sweep_marker) -> Execution:
+    start = time.monotonic()
+    proc = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+    try:
+        proc.stdin.write(stdin)
+    except BrokenPipeError:
+        pass
+    finally:
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+    out, err = _CappedBuffer(cap), _CappedBuffer(cap)
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ, out)
+    selector.register(proc.stderr, selectors.EVENT_READ, err)
+    deadline = start + timeout
+    timed_out = False
+    while selector.get_map():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            break
+        for key, _ in selector.select(min(remaining, 0.5)):
+            chunk = os.read(key.fd, 65536)
+            if chunk:
+                key.data.add(chunk)
+            else:
+                selector.unregister(key.fileobj)
+        if proc.poll() is not None and selector.get_map():
+            # The program is gone; drain what is buffered but never wait on escaped holders of the pipe.
+            deadline = min(deadline, time.monotonic() + 0.2)
+    if timed_out and proc.poll() is not None:
+        timed_out = False  # it finished; only an escaped descendant held the pipes open
+    _kill_group(proc.pid)
+    returncode = proc.wait()
+    if 128 < returncode < 128 + signal.NSIG:  # confine.py reports a child killed by signal N as 128+N
+        returncode = 128 - returncode
+    seconds = time.monotonic() - start
+    if sweep_marker:
+        _kill_marked(sweep_marker)
+    selector.close()
+    proc.stdout.close()
+    proc.stderr.close()
+    return Execution(returncode=returncode, seconds=seconds, timed_out=timed_out, stdout=out.text(),
+                     stderr=err.text(), output_truncated=out.truncated or err.truncated)
+
+
+class _CappedBuffer:
+    """Keeps the first and last `cap/2` bytes of a stream and counts the rest."""
+
+    def __init__(self, cap: int) -> None:
+        self.half = max(cap // 2, 1)
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        self.tail += chunk
+        if len(self.tail) > self.half:
+            self.dropped += len(self.tail) - self.half
+            del self.tail[: len(self.tail) - self.half]
+
+    @property
+    def truncated(self) -> bool:
+        return self.dropped > 0
+
+    def text(self) -> str:
+        middle = f"\n[... {self.dropped} bytes dropped ...]\n".encode() if self.dropped else b""
+        return bytes(self.head + middle + self.tail).decode("utf-8", errors="replace")
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_marked(marker: str) -> None:
+    """Kill processes that escaped the group (setsid) but still carry this run's env marker.
+
+    Only needed without a PID namespace; with one, the namespace's end already killed them.
+    """
+    needle = f"{_MARKER_VAR}={marker}".encode()
+    for _ in range(3):
+        found = False
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if needle in (entry / "environ").read_bytes():
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    found = True
+            except (OSError, ValueError):
+                continue
+        if not found:
+            return
+
+
+def _count_processes_of(uid: int) -> int:
+    count = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and entry.stat().st_uid == uid:
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    os.chown(root, uid, uid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
+
