@@ -74,7 +74,9 @@ def run_program(
         files = lang.files(source, tests)
     except LingcoderError as exc:
         return Verdict("error", str(exc))
-    path_env = os.pathsep.join(dict.fromkeys([*(os.path.dirname(t) for t in tools.tools.values()), SAFE_PATH]))
+    path_env = os.pathsep.join(
+        dict.fromkeys([*(os.path.dirname(t) for t in tools.tools.values()), SAFE_PATH])
+    )
     with tempfile.TemporaryDirectory(prefix="lingcoder-run-", ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)
         for name, text in files.items():
@@ -87,13 +89,20 @@ def run_program(
             build_seconds = built.seconds
             if built.returncode != 0 or built.timed_out:
                 reason = "build timed out" if built.timed_out else f"build failed: {short_error(built)}"
-                return Verdict("error", reason, build_seconds=build_seconds, stdout=built.stdout,
-                               stderr=built.stderr)
+                return Verdict(
+                    "error", reason, build_seconds=build_seconds, stdout=built.stdout, stderr=built.stderr
+                )
             for name in files:
                 (workdir / name).unlink(missing_ok=True)
         token = secrets.token_hex(16)
-        ran = sandbox.execute(lang.run_argv(tools.tools, files), workdir, timeout=timeout, limits=limits,
-                              stdin=(token + "\n").encode(), env=env)
+        ran = sandbox.execute(
+            lang.run_argv(tools.tools, files),
+            workdir,
+            timeout=timeout,
+            limits=limits,
+            stdin=(token + "\n").encode(),
+            env=env,
+        )
     verdict = judge(ran, token if tests is not None else None, timeout)
     verdict.build_seconds = build_seconds
     return verdict

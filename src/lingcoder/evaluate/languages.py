@@ -60,8 +60,14 @@ class Language:
 
     def env(self, workdir: Path) -> dict[str, str]:
         if self.name == "go":
-            return {"GOCACHE": str(workdir / ".gocache"), "GOPATH": str(workdir / ".gopath"),
-                    "GO111MODULE": "off", "GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": ""}
+            return {
+                "GOCACHE": str(workdir / ".gocache"),
+                "GOPATH": str(workdir / ".gopath"),
+                "GO111MODULE": "off",
+                "GOTOOLCHAIN": "local",
+                "CGO_ENABLED": "0",
+                "GOFLAGS": "",
+            }
         return {}
 
 
@@ -69,7 +75,7 @@ class Language:
 # Python: the solution and the tests run in separate namespaces built from a pristine copy of the
 # builtins, so a solution that rebinds builtins (module attribute or global of the same name) or
 # defines `check` cannot change what the tests see; the tests still see the solution's helpers.
-_PY_CHECKED = '''\
+_PY_CHECKED = """\
 import os as _os, sys as _sys
 _token = _sys.stdin.readline().strip()
 _write = _os.write
@@ -89,7 +95,7 @@ try:
 except Exception:
     pass
 _write(1, ("\\n" + _token + "\\n").encode())
-'''
+"""
 
 
 def _python_files(solution: str, tests: str | None) -> dict[str, str]:
@@ -101,18 +107,25 @@ def _python_files(solution: str, tests: str | None) -> dict[str, str]:
 def _javascript_files(solution: str, tests: str | None) -> dict[str, str]:
     if tests is None:
         return {"main.js": solution}
-    head = ('const __lingcoderDone = (() => { const fs = require("fs"); '
-            'const t = fs.readFileSync(0, "utf8").split("\\n")[0].trim(); '
-            'try { fs.unlinkSync(__filename); } catch (e) {} '
-            'return () => fs.writeSync(1, "\\n" + t + "\\n"); })();\n')
+    head = (
+        'const __lingcoderDone = (() => { const fs = require("fs"); '
+        'const t = fs.readFileSync(0, "utf8").split("\\n")[0].trim(); '
+        "try { fs.unlinkSync(__filename); } catch (e) {} "
+        'return () => fs.writeSync(1, "\\n" + t + "\\n"); })();\n'
+    )
     return {"main.js": head + solution + "\n" + tests + "\n;__lingcoderDone();\n"}
 
 
 def _shell_files(solution: str, tests: str | None) -> dict[str, str]:
     if tests is None:
         return {"main.sh": solution}
-    return {"main.sh": 'IFS= read -r __lingcoder_token\nrm -f -- "$0"\n' + solution + "\n" + tests
-            + '\nprintf "\\n%s\\n" "$__lingcoder_token"\n'}
+    return {
+        "main.sh": 'IFS= read -r __lingcoder_token\nrm -f -- "$0"\n'
+        + solution
+        + "\n"
+        + tests
+        + '\nprintf "\\n%s\\n" "$__lingcoder_token"\n'
+    }
 
 
 def _cpp_files(solution: str, tests: str | None) -> dict[str, str]:
@@ -125,14 +138,21 @@ def _cpp_files(solution: str, tests: str | None) -> dict[str, str]:
     end = find_block_end(code, match.end() - 1)
     takes_args = bool(match.group(1).strip()) and match.group(1).strip() != "void"
     # Renamed, it must return 0 when the body falls off its end, as main does.
-    code = (code[: match.start()] + f"int lingcoder_tests_main({match.group(1)}) {{"
-            + code[match.end(): end] + "\nreturn 0;\n" + code[end:])
+    code = (
+        code[: match.start()]
+        + f"int lingcoder_tests_main({match.group(1)}) {{"
+        + code[match.end() : end]
+        + "\nreturn 0;\n"
+        + code[end:]
+    )
     call = "lingcoder_tests_main(argc, argv)" if takes_args else "lingcoder_tests_main()"
-    ours = ("\n#include <iostream>\n#include <string>\n#include <cstdio>\n"
-            "int main(int argc, char** argv) {\n  std::string t; std::getline(std::cin, t);\n"
-            "  std::remove(\"main.cpp\");\n"
-            f"  int rc = {call};\n  if (rc != 0) return rc;\n"
-            "  std::cout << std::endl << t << std::endl;\n  return 0;\n}\n")
+    ours = (
+        "\n#include <iostream>\n#include <string>\n#include <cstdio>\n"
+        "int main(int argc, char** argv) {\n  std::string t; std::getline(std::cin, t);\n"
+        '  std::remove("main.cpp");\n'
+        f"  int rc = {call};\n  if (rc != 0) return rc;\n"
+        "  std::cout << std::endl << t << std::endl;\n  return 0;\n}\n"
+    )
     return {"main.cpp": code + ours}
 
 
@@ -142,15 +162,23 @@ def _java_files(solution: str, tests: str | None) -> dict[str, str]:
     if tests is None:
         main_class = _enclosing_class(code, _last(r"\bstatic\s+void\s+main\s*\(", code))
         return {f"{public.group(1) if public else main_class}.java": code}
-    match = _last(r"\bpublic\s+static\s+void\s+main\s*\(", code) or _last(r"\bstatic\s+void\s+main\s*\(", code)
+    match = _last(r"\bpublic\s+static\s+void\s+main\s*\(", code) or _last(
+        r"\bstatic\s+void\s+main\s*\(", code
+    )
     if match is None:
         raise LingcoderError("Java tests define no `static void main(...)`: cannot run them")
     owner = _enclosing_class(code, match)
-    code = code[: match.start()] + re.sub(r"main\s*\($", "lingcoderTestsMain(", match.group(0)) + code[match.end():]
-    ours = ("\nclass LingcoderMain {\n  public static void main(String[] args) throws Throwable {\n"
-            "    String t = new java.io.BufferedReader(new java.io.InputStreamReader(System.in)).readLine();\n"
-            f"    {owner}.lingcoderTestsMain(args);\n"
-            "    System.out.println(); System.out.println(t); System.out.flush();\n  }\n}\n")
+    code = (
+        code[: match.start()]
+        + re.sub(r"main\s*\($", "lingcoderTestsMain(", match.group(0))
+        + code[match.end() :]
+    )
+    ours = (
+        "\nclass LingcoderMain {\n  public static void main(String[] args) throws Throwable {\n"
+        "    String t = new java.io.BufferedReader(new java.io.InputStreamReader(System.in)).readLine();\n"
+        f"    {owner}.lingcoderTestsMain(args);\n"
+        "    System.out.println(); System.out.println(t); System.out.flush();\n  }\n}\n"
+    )
     return {f"{public.group(1) if public else 'Main'}.java": code + ours}
 
 
@@ -170,9 +198,11 @@ def _rust_files(solution: str, tests: str | None) -> dict[str, str]:
     match = _last(r"\bfn\s+main\s*\(\s*\)", code)
     if match is None:
         raise LingcoderError("Rust tests define no `fn main()`: cannot run them")
-    code = code[: match.start()] + "fn lingcoder_tests_main()" + code[match.end():]
-    ours = ("\nfn main() {\n    let mut t = String::new();\n    let _ = std::io::stdin().read_line(&mut t);\n"
-            "    lingcoder_tests_main();\n    println!(\"\\n{}\", t.trim());\n}\n")
+    code = code[: match.start()] + "fn lingcoder_tests_main()" + code[match.end() :]
+    ours = (
+        "\nfn main() {\n    let mut t = String::new();\n    let _ = std::io::stdin().read_line(&mut t);\n"
+        '    lingcoder_tests_main();\n    println!("\\n{}", t.trim());\n}\n'
+    )
     return {"main.rs": code + ours}
 
 
@@ -183,18 +213,22 @@ def _go_files(solution: str, tests: str | None) -> dict[str, str]:
     if tests is None:
         return {"main.go": code}
     if re.search(r"\bfunc\s+Test\w*\s*\(\s*\w+\s+\*testing\.T\s*\)", code):
-        ours = (f"package {package_name}\n\nimport (\n\t\"bufio\"\n\t\"fmt\"\n\t\"os\"\n\t\"testing\"\n)\n\n"
-                "func TestMain(m *testing.M) {\n\tt, _ := bufio.NewReader(os.Stdin).ReadString('\\n')\n"
-                "\tcode := m.Run()\n\tif code == 0 {\n\t\tfmt.Printf(\"\\n%s\\n\", t[:len(t)-1])\n\t}\n"
-                "\tos.Exit(code)\n}\n")
+        ours = (
+            f'package {package_name}\n\nimport (\n\t"bufio"\n\t"fmt"\n\t"os"\n\t"testing"\n)\n\n'
+            "func TestMain(m *testing.M) {\n\tt, _ := bufio.NewReader(os.Stdin).ReadString('\\n')\n"
+            '\tcode := m.Run()\n\tif code == 0 {\n\t\tfmt.Printf("\\n%s\\n", t[:len(t)-1])\n\t}\n'
+            "\tos.Exit(code)\n}\n"
+        )
         return {"main_test.go": code, "lingcoder_main_test.go": ours}
     match = _last(r"\bfunc\s+main\s*\(\s*\)", code)
     if match is None:
         raise LingcoderError("Go tests define neither `func main()` nor `func TestX(t *testing.T)`")
-    code = code[: match.start()] + "func lingcoderTestsMain()" + code[match.end():]
-    ours = ("package main\n\nimport (\n\t\"bufio\"\n\t\"fmt\"\n\t\"os\"\n)\n\nfunc main() {\n"
-            "\tt, _ := bufio.NewReader(os.Stdin).ReadString('\\n')\n\tlingcoderTestsMain()\n"
-            "\tfmt.Printf(\"\\n%s\\n\", t[:len(t)-1])\n}\n")
+    code = code[: match.start()] + "func lingcoderTestsMain()" + code[match.end() :]
+    ours = (
+        'package main\n\nimport (\n\t"bufio"\n\t"fmt"\n\t"os"\n)\n\nfunc main() {\n'
+        "\tt, _ := bufio.NewReader(os.Stdin).ReadString('\\n')\n\tlingcoderTestsMain()\n"
+        '\tfmt.Printf("\\n%s\\n", t[:len(t)-1])\n}\n'
+    )
     return {"main.go": code, "lingcoder_main.go": ours}
 
 
@@ -228,16 +262,35 @@ def find_block_end(code: str, open_brace: int) -> int:
     raise LingcoderError("unbalanced braces in the program: cannot find where `main` ends")
 
 
-_FILES = {"python": _python_files, "javascript": _javascript_files, "shell": _shell_files,
-          "cpp": _cpp_files, "java": _java_files, "rust": _rust_files, "go": _go_files}
+_FILES = {
+    "python": _python_files,
+    "javascript": _javascript_files,
+    "shell": _shell_files,
+    "cpp": _cpp_files,
+    "java": _java_files,
+    "rust": _rust_files,
+    "go": _go_files,
+}
 
 _BUILD = {
     "cpp": lambda t, f: [t["g++"], "-std=c++17", "-O1", "-o", "prog", "main.cpp"],
-    "java": lambda t, f: [t["javac"], "-J-Xmx512m", "-J-XX:+UseSerialGC", "-encoding", "UTF-8",
-                          "-nowarn", "-d", ".", *f],
+    "java": lambda t, f: [
+        t["javac"],
+        "-J-Xmx512m",
+        "-J-XX:+UseSerialGC",
+        "-encoding",
+        "UTF-8",
+        "-nowarn",
+        "-d",
+        ".",
+        *f,
+    ],
     "rust": lambda t, f: [t["rustc"], "--edition", "2021", "--cap-lints", "allow", "-o", "prog", "main.rs"],
-    "go": lambda t, f: ([t["go"], "test", "-c", "-o", "prog", "."] if "main_test.go" in f
-                        else [t["go"], "build", "-o", "prog", "."]),
+    "go": lambda t, f: (
+        [t["go"], "test", "-c", "-o", "prog", "."]
+        if "main_test.go" in f
+        else [t["go"], "build", "-o", "prog", "."]
+    ),
 }
 
 _RUN = {
@@ -245,9 +298,17 @@ _RUN = {
     "javascript": lambda t, f: [t["node"], "--max-old-space-size=1024", "main.js"],
     "shell": lambda t, f: [t["bash"], "main.sh"],
     "cpp": lambda t, f: ["./prog"],
-    "java": lambda t, f: [t["java"], "-ea", "-Xmx1g", "-Xss64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                          "-cp", ".", "LingcoderMain" if "LingcoderMain" in "".join(f.values())
-                          else Path(next(iter(f))).stem],
+    "java": lambda t, f: [
+        t["java"],
+        "-ea",
+        "-Xmx1g",
+        "-Xss64m",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+        "-cp",
+        ".",
+        "LingcoderMain" if "LingcoderMain" in "".join(f.values()) else Path(next(iter(f))).stem,
+    ],
     "rust": lambda t, f: ["./prog"],
     "go": lambda t, f: ["./prog"],
 }
@@ -256,13 +317,24 @@ _VERSION = ("--version",)
 LANGUAGES: dict[str, Language] = {
     lang.name: lang
     for lang in [
-        Language("python", ("py", "python3"),
-                 {"python": ((sys.executable, "python3"), ("-I", "-c", "import sys; print(sys.version)"))},
-                 "main.py"),
+        Language(
+            "python",
+            ("py", "python3"),
+            {"python": ((sys.executable, "python3"), ("-I", "-c", "import sys; print(sys.version)"))},
+            "main.py",
+        ),
         Language("javascript", ("js", "node", "nodejs"), {"node": (("node", "nodejs"), _VERSION)}, "main.js"),
         Language("cpp", ("c++", "cc", "cxx"), {"g++": (("g++",), _VERSION)}, "main.cpp", compiled=True),
-        Language("java", (), {"javac": (("javac",), ("-J-Xmx256m", "-version")),
-                              "java": (("java",), ("-Xmx256m", "-version"))}, "Main.java", compiled=True),
+        Language(
+            "java",
+            (),
+            {
+                "javac": (("javac",), ("-J-Xmx256m", "-version")),
+                "java": (("java",), ("-Xmx256m", "-version")),
+            },
+            "Main.java",
+            compiled=True,
+        ),
         Language("go", ("golang",), {"go": (("go",), ("version",))}, "main.go", compiled=True),
         Language("rust", ("rs",), {"rustc": (("rustc",), _VERSION)}, "main.rs", compiled=True),
         Language("shell", ("sh", "bash"), {"bash": (("bash",), _VERSION)}, "main.sh"),
@@ -296,8 +368,13 @@ def _toolchain(name: str, isolation: Isolation) -> Toolchain:
             if candidate is None:
                 continue
             with tempfile.TemporaryDirectory(prefix="lingcoder-probe-", ignore_cleanup_errors=True) as tmp:
-                result = sandbox.execute([candidate, *version_argv], Path(tmp), timeout=60,
-                                         limits=Limits(cpu_seconds=60), env=language.env(Path(tmp)))
+                result = sandbox.execute(
+                    [candidate, *version_argv],
+                    Path(tmp),
+                    timeout=60,
+                    limits=Limits(cpu_seconds=60),
+                    env=language.env(Path(tmp)),
+                )
             if result.returncode == 0 and not result.timed_out:
                 found = candidate
                 version = version or (result.stdout + result.stderr).strip().splitlines()[0]

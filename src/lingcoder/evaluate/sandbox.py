@@ -2,7 +2,11 @@
 
 Each program runs in its own subprocess and session (process group), in a temporary working
 directory, with a scrubbed environment and resource limits (CPU seconds, writable memory, file
-size, process count, open files, no core files) set by `confine.py` before it execs the program.
+size, process count, open files, no core files). The confinement is a chain of util-linux tools,
+each exec'ing the next: `unshare` (namespaces) -> `prlimit` (limits) -> `setpriv` (drop root) ->
+`sh`, which forks the program and reports a death by signal N as status 128+N. We chain these small
+binaries rather than a Python launcher because they start in about a millisecond each, and
+`subprocess`'s preexec_fn is documented as unsafe in a multi-threaded harness like ours.
 Where the kernel allows, the program also gets new network and PID namespaces (`unshare`): no
 network interface but loopback-down, and when the program ends every process it started dies with
 the namespace. When the harness runs as root, each concurrent program runs as its own unprivileged
@@ -22,13 +26,16 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CONFINE = str(Path(__file__).with_name("confine.py"))
+from lingcoder.errors import LingcoderError
+
+# The program is forked by sh (not exec'ed), so it is never PID 1 of its namespace, where abort()
+# and other self-signals would be ignored.
+_SHELL_WRAPPER = 'umask 022; "$@"; exit $?'
 UID_BASE = 61000
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _MARKER_VAR = "LINGCODER_SANDBOX_ID"
@@ -51,8 +58,9 @@ class Limits:
 class Execution:
     """What one confined command did. `returncode` < 0 means killed by that signal.
 
-    Statuses 129..(128+NSIG) are read as deaths by signal (the shell convention confine.py uses), so
+    Statuses 129..(128+NSIG) are read as deaths by signal (the shell convention), so
     a program that itself exits with such a status is reported as killed by that signal.
+    (sh reports a death by signal that way, and it is how we learn of it through the namespace.)
     """
 
     returncode: int
@@ -78,15 +86,21 @@ class Isolation:
 
     namespace_prefix: tuple[str, ...] = ()
     drop_to_uid: bool = False
+    prlimit: str = "prlimit"
+    setpriv: str = "setpriv"
+    shell: str = "/bin/sh"
     notes: tuple[str, ...] = field(default=())
 
     def describe(self) -> dict:
         return {
-            "network": "new network namespace (no network)" if self.namespace_prefix
+            "network": "new network namespace (no network)"
+            if self.namespace_prefix
             else "none: programs can reach the network",
-            "processes": "new PID namespace, all its processes killed at the end" if self.namespace_prefix
+            "processes": "new PID namespace, all its processes killed at the end"
+            if self.namespace_prefix
             else "own process group, killed at the end (plus a sweep for escaped descendants)",
-            "user": f"unprivileged uid {UID_BASE}+slot (harness runs as root)" if self.drop_to_uid
+            "user": f"unprivileged uid {UID_BASE}+slot (harness runs as root)"
+            if self.drop_to_uid
             else f"the invoking user (uid {os.geteuid()})",
             "limits": "rlimits: cpu, data, fsize, nproc, nofile, core=0; wall-clock timeout; output cap",
             "notes": list(self.notes),
@@ -103,6 +117,12 @@ def _detect(use_namespaces: bool, euid: int) -> Isolation:
     notes = []
     prefix: tuple[str, ...] = ()
     unshare, true = shutil.which("unshare"), shutil.which("true")
+    prlimit, setpriv, shell = shutil.which("prlimit"), shutil.which("setpriv"), shutil.which("sh")
+    if not prlimit or not shell or (euid == 0 and not setpriv):
+        raise LingcoderError(
+            "the sandbox needs util-linux's `prlimit` (and `setpriv` when run as root) "
+            "and `sh` on PATH: install util-linux"
+        )
     if not use_namespaces:
         notes.append("namespaces disabled by the caller")
     elif not unshare or not true:
@@ -116,7 +136,14 @@ def _detect(use_namespaces: bool, euid: int) -> Isolation:
             prefix = (unshare, *flags)
         else:
             notes.append(f"`unshare {' '.join(flags)}` refused: {probe.stderr.strip()[:200]}")
-    return Isolation(namespace_prefix=prefix, drop_to_uid=euid == 0, notes=tuple(notes))
+    return Isolation(
+        namespace_prefix=prefix,
+        drop_to_uid=euid == 0,
+        prlimit=prlimit,
+        setpriv=setpriv or "",
+        shell=shell,
+        notes=tuple(notes),
+    )
 
 
 class _UidSlots:
@@ -165,15 +192,22 @@ class Sandbox:
         iso = self._isolation
         slot = _SLOTS.acquire() if iso.drop_to_uid else None
         try:
-            options = _limit_options(limits, iso)
+            command = [*iso.namespace_prefix, iso.prlimit, *_limit_options(limits, iso), "--"]
             if slot is not None:
                 uid = UID_BASE + slot
                 _chown_tree(workdir, uid)
-                options += ["--uid", str(uid), "--gid", str(uid)]
+                command += [iso.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+            command += [iso.shell, "-c", _SHELL_WRAPPER, "sandbox", *argv]
             marker = secrets.token_hex(8)
-            full_env = {"PATH": SAFE_PATH, "HOME": str(workdir), "TMPDIR": str(workdir),
-                        "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", _MARKER_VAR: marker, **(env or {})}
-            command = [*iso.namespace_prefix, sys.executable, "-I", "-S", CONFINE, *options, "--", *argv]
+            full_env = {
+                "PATH": SAFE_PATH,
+                "HOME": str(workdir),
+                "TMPDIR": str(workdir),
+                "LANG": "C.UTF-8",
+                "LC_ALL": "C.UTF-8",
+                _MARKER_VAR: marker,
+                **(env or {}),
+            }
             sweep = marker if not iso.namespace_prefix else None
             return _run(command, workdir, full_env, stdin, timeout, limits.output_bytes, sweep)
         finally:
@@ -183,20 +217,35 @@ class Sandbox:
 
 def _limit_options(limits: Limits, iso: Isolation) -> list[str]:
     mb = 1 << 20
-    options = ["--cpu", str(int(limits.cpu_seconds)), "--data", str(limits.memory_mb * mb),
-               "--fsize", str(limits.file_size_mb * mb), "--nofile", str(limits.open_files)]
+    cpu = int(limits.cpu_seconds)
+    # CPU: SIGXCPU at the soft limit, SIGKILL a second later if the program ignores it.
+    options = [
+        f"--cpu={cpu}:{cpu + 1}",
+        f"--data={limits.memory_mb * mb}",
+        f"--fsize={limits.file_size_mb * mb}",
+        f"--nofile={limits.open_files}",
+        "--core=0",
+    ]
     if limits.address_space_mb:
-        options += ["--as", str(limits.address_space_mb * mb)]
+        options.append(f"--as={limits.address_space_mb * mb}")
     # RLIMIT_NPROC counts every process of the uid: exact with a per-slot uid, else on top of ours.
     already = 0 if iso.drop_to_uid else _count_processes_of(os.getuid())
-    options += ["--nproc", str(limits.processes + already)]
+    options.append(f"--nproc={limits.processes + already}")
     return options
 
 
 def _run(command, workdir, env, stdin, timeout, cap, sweep_marker) -> Execution:
     start = time.monotonic()
-    proc = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+    proc = subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        close_fds=True,
+    )
     try:
         proc.stdin.write(stdin)
     except BrokenPipeError:
@@ -230,7 +279,7 @@ def _run(command, workdir, env, stdin, timeout, cap, sweep_marker) -> Execution:
         timed_out = False  # it finished; only an escaped descendant held the pipes open
     _kill_group(proc.pid)
     returncode = proc.wait()
-    if 128 < returncode < 128 + signal.NSIG:  # confine.py reports a child killed by signal N as 128+N
+    if 128 < returncode < 128 + signal.NSIG:  # sh reports a child killed by signal N as 128+N
         returncode = 128 - returncode
     seconds = time.monotonic() - start
     if sweep_marker:
@@ -238,8 +287,14 @@ def _run(command, workdir, env, stdin, timeout, cap, sweep_marker) -> Execution:
     selector.close()
     proc.stdout.close()
     proc.stderr.close()
-    return Execution(returncode=returncode, seconds=seconds, timed_out=timed_out, stdout=out.text(),
-                     stderr=err.text(), output_truncated=out.truncated or err.truncated)
+    return Execution(
+        returncode=returncode,
+        seconds=seconds,
+        timed_out=timed_out,
+        stdout=out.text(),
+        stderr=err.text(),
+        output_truncated=out.truncated or err.truncated,
+    )
 
 
 class _CappedBuffer:
@@ -314,4 +369,3 @@ def _chown_tree(root: Path, uid: int) -> None:
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
-
