@@ -29,8 +29,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lingcoder.errors import LingcoderError
 from lingcoder.evaluate import results as results_io
+from lingcoder.evaluate.backends import GenerationSettings, make_backend
 from lingcoder.evaluate.benchmarks import Benchmark, Problem, load_benchmark
 from lingcoder.evaluate.execution import Verdict, run_program
+from lingcoder.evaluate.generation import generate_samples
 from lingcoder.evaluate.languages import get_language, toolchain
 from lingcoder.evaluate.samples import Sample, read_samples
 from lingcoder.evaluate.sandbox import Sandbox
@@ -54,6 +56,67 @@ class Timeouts:
             "timeout_factor": self.timeout_factor,
             "default_timeout": self.default_timeout,
         }
+
+
+def run_eval(
+    out: str | Path,
+    *,
+    samples: str | Path | None = None,
+    benchmark: str = "humaneval",
+    benchmark_file: str | Path | None = None,
+    backend: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+    device: str = "cpu",
+    mode: str = "base",
+    n: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_tokens: int = 512,
+    stop: list[str] | None = None,
+    k: list[int] | None = None,
+    workers: int | None = None,
+    timeout: float | None = None,
+    min_timeout: float = 4.0,
+    timeout_factor: float = 4.0,
+    use_namespaces: bool = True,
+    progress: bool = True,
+) -> dict:
+    """`lingcoder eval`: judge `samples`, or first generate DIR/samples.jsonl with `backend` + `model`."""
+    timeouts = Timeouts(timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor)
+    if samples is None:
+        if backend is None or model is None:
+            raise LingcoderError("eval needs --samples FILE, or --backend and --model to generate samples")
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        bench = load_benchmark(benchmark, benchmark_file)
+        settings = GenerationSettings(
+            n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=tuple(stop or ())
+        )
+        samples = out_dir / "samples.jsonl"
+        generator = make_backend(backend, model, base_url=base_url, device=device)
+        console = Console(stderr=True)
+        with _progress(progress, console) as bar:
+            task = bar.add_task("generating", total=len(bench.problems))
+            generate_samples(
+                bench,
+                generator,
+                samples,
+                mode=mode,
+                settings=settings,
+                on_task_done=lambda: bar.advance(task),
+            )
+    return evaluate_samples(
+        samples,
+        out,
+        benchmark=benchmark,
+        benchmark_file=benchmark_file,
+        k=k,
+        workers=workers,
+        timeouts=timeouts,
+        use_namespaces=use_namespaces,
+        progress=progress,
+    )
 
 
 def evaluate_samples(
@@ -112,7 +175,7 @@ def evaluate_samples(
     results_io.write_results(out_dir, rows)
     summary = _summary(rows, bench, samples, ks, sandbox, timeouts)
     results_io.write_summary(out_dir, summary)
-    results_io.print_table(summary, console)
+    results_io.print_table(summary)
     return summary
 
 
