@@ -74,6 +74,7 @@ def eval_command(
     stop: Annotated[
         list[str] | None, typer.Option(help="Stop string (repeatable); default: benchmark's.")
     ] = None,
+    task: Annotated[list[str] | None, typer.Option(help="Generate for this task only (repeatable).")] = None,
     k: Annotated[str, typer.Option(help="Comma-separated k values for pass@k.")] = "1,10,100",
     workers: Annotated[int | None, typer.Option(help="Parallel programs (default: CPU cores).")] = None,
     timeout: Annotated[
@@ -108,6 +109,7 @@ def eval_command(
         top_p=top_p,
         max_tokens=max_tokens,
         stop=stop,
+        tasks=task,
         k=ks,
         workers=workers,
         timeout=timeout,

@@ -83,6 +83,10 @@ class Benchmark:
             )
         return self.problems[key]
 
+    def subset(self, task_ids: list[str]) -> Benchmark:
+        chosen = [self.problem(t, "--task") for t in task_ids]
+        return Benchmark(self.name, {p.task_id: p for p in chosen}, self.aliases)
+
 
 def load_benchmark(name: str, path: str | Path | None = None) -> Benchmark:
     """Load benchmark `name`; every benchmark but HumanEval reads a local file at `path`."""

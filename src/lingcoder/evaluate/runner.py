@@ -74,6 +74,7 @@ def run_eval(
     top_p: float = 1.0,
     max_tokens: int = 512,
     stop: list[str] | None = None,
+    tasks: list[str] | None = None,
     k: list[int] | None = None,
     workers: int | None = None,
     timeout: float | None = None,
@@ -82,7 +83,8 @@ def run_eval(
     use_namespaces: bool = True,
     progress: bool = True,
 ) -> dict:
-    """`lingcoder eval`: judge `samples`, or first generate DIR/samples.jsonl with `backend` + `model`."""
+    """`lingcoder eval`: judge `samples`, or first generate DIR/samples.jsonl with `backend` + `model`
+    (for all tasks, or only `tasks`)."""
     timeouts = Timeouts(timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor)
     if samples is None:
         if backend is None or model is None:
@@ -90,6 +92,8 @@ def run_eval(
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
         bench = load_benchmark(benchmark, benchmark_file)
+        if tasks:
+            bench = bench.subset(tasks)
         settings = GenerationSettings(
             n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=tuple(stop or ())
         )
