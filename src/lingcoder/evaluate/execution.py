@@ -81,7 +81,7 @@ def run_program(
         workdir = Path(tmp)
         for name, text in files.items():
             (workdir / name).write_text(text)
-        env = {"PATH": path_env, **lang.env(workdir)}
+        env = {"PATH": path_env, **lang.env(workdir, tools)}
         build_seconds = 0.0
         build_argv = lang.build_argv(tools.tools, files)
         if build_argv is not None:

@@ -21,6 +21,7 @@ import functools
 import os
 import re
 import shutil
+import site
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -58,7 +59,11 @@ class Language:
     def run_argv(self, tools: dict[str, str], files: dict[str, str]) -> list[str]:
         return _RUN[self.name](tools, files)
 
-    def env(self, workdir: Path) -> dict[str, str]:
+    def env(self, workdir: Path, chain: Toolchain) -> dict[str, str]:
+        if self.name == "python":
+            same_version = chain.version.startswith(f"{sys.version_info.major}.{sys.version_info.minor}.")
+            if same_version and chain.tools["python"] != sys.executable:
+                return {"LINGCODER_PYTHONPATH": os.pathsep.join(site.getsitepackages())}
         if self.name == "go":
             return {
                 "GOCACHE": str(workdir / ".gocache"),
@@ -72,11 +77,17 @@ class Language:
 
 
 # ---------------------------------------------------------------------------------------------
-# Python: the solution and the tests run in separate namespaces built from a pristine copy of the
+# Checked Python runs with -S (site.py's start-up work is a third of the interpreter's start-up);
+# the site-packages directories are put on sys.path by hand so installed packages stay importable,
+# plus the harness's own site-packages when the sandbox runs another interpreter of the same
+# version (as root, the harness's interpreter may be unreadable to the sandbox user): benchmarks'
+# tests may import what the harness has installed (EvalPlus's use numpy).
+# The solution and the tests run in separate namespaces built from a pristine copy of the
 # builtins, so a solution that rebinds builtins (module attribute or global of the same name) or
 # defines `check` cannot change what the tests see; the tests still see the solution's helpers.
 _PY_CHECKED = """\
-import os as _os, sys as _sys
+import os as _os, sys as _sys, site as _site
+_sys.path += _site.getsitepackages() + _os.environ.get("LINGCODER_PYTHONPATH", "").split(_os.pathsep)
 _token = _sys.stdin.readline().strip()
 _write = _os.write
 try:
@@ -100,7 +111,7 @@ _write(1, ("\\n" + _token + "\\n").encode())
 
 def _python_files(solution: str, tests: str | None) -> dict[str, str]:
     if tests is None:
-        return {"main.py": solution}
+        return {"program.py": solution}
     return {"main.py": _PY_CHECKED.format(solution=solution, tests=tests)}
 
 
@@ -294,7 +305,9 @@ _BUILD = {
 }
 
 _RUN = {
-    "python": lambda t, f: [t["python"], "-I", "main.py"],
+    "python": lambda t, f: (
+        [t["python"], "-I", "-S", "main.py"] if "main.py" in f else [t["python"], "-I", "program.py"]
+    ),
     "javascript": lambda t, f: [t["node"], "--max-old-space-size=1024", "main.js"],
     "shell": lambda t, f: [t["bash"], "main.sh"],
     "cpp": lambda t, f: ["./prog"],
@@ -373,7 +386,7 @@ def _toolchain(name: str, isolation: Isolation) -> Toolchain:
                     Path(tmp),
                     timeout=60,
                     limits=Limits(cpu_seconds=60),
-                    env=language.env(Path(tmp)),
+                    env=language.env(Path(tmp), Toolchain()),
                 )
             if result.returncode == 0 and not result.timed_out:
                 found = candidate
