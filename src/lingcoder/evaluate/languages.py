@@ -122,6 +122,8 @@ def _javascript_files(solution: str, tests: str | None) -> dict[str, str]:
         'const __lingcoderDone = (() => { const fs = require("fs"); '
         'const t = fs.readFileSync(0, "utf8").split("\\n")[0].trim(); '
         "try { fs.unlinkSync(__filename); } catch (e) {} "
+        # The tests' assert module is shared through require's cache: freeze it before the solution runs.
+        'const a = require("assert"); Object.freeze(a.strict); Object.freeze(a); '
         'return () => fs.writeSync(1, "\\n" + t + "\\n"); })();\n'
     )
     return {"main.js": head + solution + "\n" + tests + "\n;__lingcoderDone();\n"}
@@ -139,6 +141,10 @@ def _shell_files(solution: str, tests: str | None) -> dict[str, str]:
     }
 
 
+# A solution may `#define assert(x)` to nothing; <cassert> redefines it each time it is included.
+_RESTORE_ASSERT = "\n#undef NDEBUG\n#undef assert\n#include <cassert>\n"
+
+
 def _cpp_files(solution: str, tests: str | None) -> dict[str, str]:
     if tests is None:
         return {"main.cpp": solution}
@@ -151,6 +157,7 @@ def _cpp_files(solution: str, tests: str | None) -> dict[str, str]:
     # Renamed, it must return 0 when the body falls off its end, as main does.
     code = (
         code[: match.start()]
+        + _RESTORE_ASSERT
         + f"int lingcoder_tests_main({match.group(1)}) {{"
         + code[match.end() : end]
         + "\nreturn 0;\n"
@@ -205,6 +212,8 @@ def _enclosing_class(code: str, main: re.Match | None) -> str:
 def _rust_files(solution: str, tests: str | None) -> dict[str, str]:
     if tests is None:
         return {"main.rs": solution}
+    # Path-qualified macros cannot be shadowed by a `macro_rules! assert_eq` in the solution.
+    tests = re.sub(r"(?<![:\w])(assert|assert_eq|assert_ne|panic|unreachable)!", r"::std::\1!", tests)
     code = solution + "\n" + tests
     match = _last(r"\bfn\s+main\s*\(\s*\)", code)
     if match is None:
