@@ -8,14 +8,13 @@ import json
 
 import pytest
 
-pytest.importorskip("lingcoder.model")
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from lingcoder.evaluate.execution import VERDICTS
+from lingcoder.evaluate.runner import run_eval
+
+lingcoder_model = pytest.importorskip("lingcoder.model")
 pytest.importorskip("lingcoder.serve.generate")
-
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
-
-from lingcoder.evaluate.execution import VERDICTS  # noqa: E402
-from lingcoder.evaluate.runner import run_eval  # noqa: E402
-from lingcoder.model import BailingMoeConfig, BailingMoeForCausalLM  # noqa: E402
 
 TASKS = ["HumanEval/0", "HumanEval/1"]
 
@@ -23,8 +22,8 @@ TASKS = ["HumanEval/0", "HumanEval/1"]
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny-checkpoint")
-    config = BailingMoeConfig.preset("tiny")
-    BailingMoeForCausalLM(config).save_pretrained(directory)
+    config = lingcoder_model.BailingMoeConfig.preset("tiny")
+    lingcoder_model.BailingMoeForCausalLM(config).save_pretrained(directory)
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
