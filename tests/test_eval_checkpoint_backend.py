@@ -7,7 +7,6 @@ samples and every sample its verdict, not that anything passes.
 import json
 
 import pytest
-
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from lingcoder.evaluate.execution import VERDICTS
