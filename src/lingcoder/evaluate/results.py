@@ -96,8 +96,7 @@ def write_summary(out_dir: Path, summary: dict) -> None:
     os.replace(tmp, out_dir / SUMMARY)
 
 
-def print_table(summary: dict, console: Console | None = None) -> None:
-    console = console or Console(width=max(Console().width, 132))
+def print_table(summary: dict, console: Console) -> None:
     ks = summary["k"]
     table = Table(title=f"lingcoder eval: {summary['benchmark']} ({summary['n_samples']} samples)")
     for column in ["benchmark", "language", "tasks", "samples", *[f"pass@{k}" for k in ks], *VERDICTS]:

@@ -99,8 +99,7 @@ def run_eval(
         )
         samples = out_dir / "samples.jsonl"
         generator = make_backend(backend, model, base_url=base_url, device=device)
-        console = Console(stderr=True)
-        with _progress(progress, console) as bar:
+        with _progress(progress, Console(stderr=True)) as bar:
             task = bar.add_task("generating", total=len(bench.problems))
             generate_samples(
                 bench,
@@ -136,7 +135,8 @@ def evaluate_samples(
     progress: bool = True,
     console: Console | None = None,
 ) -> dict:
-    """Judge every sample in `samples`; write DIR/results.jsonl and DIR/summary.json; return the summary."""
+    """Judge every sample in `samples`; write DIR/results.jsonl and DIR/summary.json; print the table
+    (on `console`, default stdout) and return the summary."""
     bench = load_benchmark(benchmark, benchmark_file)
     all_samples = read_samples(samples)
     problems = [bench.problem(s.task_id, f"{samples}:{s.line}") for s in all_samples]
@@ -147,7 +147,7 @@ def evaluate_samples(
     out_dir.mkdir(parents=True, exist_ok=True)
     sandbox = Sandbox(use_namespaces=use_namespaces)
     workers = workers or os.cpu_count() or 1
-    console = console or Console(stderr=True)
+    console = console or Console(width=max(Console().width, 132))
 
     done = results_io.read_results(out_dir)
     for index, row in done.items():
@@ -162,7 +162,7 @@ def evaluate_samples(
 
     with (
         open(out_dir / results_io.RESULTS, "a", encoding="utf-8") as handle,
-        _progress(progress, console) as bar,
+        _progress(progress, Console(stderr=True)) as bar,
         ThreadPoolExecutor(max_workers=workers) as pool,
     ):
         task = bar.add_task("judging", total=len(all_samples), completed=len(all_samples) - len(pending))
@@ -179,7 +179,7 @@ def evaluate_samples(
     results_io.write_results(out_dir, rows)
     summary = _summary(rows, bench, samples, ks, sandbox, timeouts)
     results_io.write_summary(out_dir, summary)
-    results_io.print_table(summary)
+    results_io.print_table(summary, console)
     return summary
 
 
