@@ -16,7 +16,7 @@ import pytest
 
 from lingcoder.evaluate.execution import default_sandbox, run_program
 from lingcoder.evaluate.languages import get_language, toolchain
-from lingcoder.evaluate.sandbox import Limits, Sandbox
+from lingcoder.evaluate.sandbox import UID_BASE, Limits, Sandbox
 
 NOT_PASSED = {"failed", "timeout", "error"}
 ROOT = os.geteuid() == 0
@@ -246,24 +246,46 @@ def test_escaped_background_process_is_killed(use_namespaces):
     sandbox = Sandbox(use_namespaces=use_namespaces)
     source = (
         "import os, sys, time\nr, w = os.pipe()\nif os.fork() == 0:\n    os.setsid()\n"
-        "    os.write(w, os.readlink('/proc/self').encode())\n    time.sleep(600)\n"
+        "    os.write(w, str(os.getpid()).encode())\n    time.sleep(600)\n"
         "print('child', os.read(r, 64).decode(), flush=True)\nsys.exit(0)\n"
     )
     verdict = run_program("python", source, tests="assert False\n", timeout=10, sandbox=sandbox)
-    assert verdict.status == "failed"
-    pid = int(verdict.stdout.split("child")[1].split()[0])
+    assert verdict.status == "failed" and "child" in verdict.stdout
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and _leftovers(sandbox, verdict.stdout):
         time.sleep(0.05)
-    assert not _alive(pid)
+    assert not _leftovers(sandbox, verdict.stdout)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state not in ("Z", "X")
+def _leftovers(sandbox: Sandbox, stdout: str) -> list[int]:
+    """Live processes the program left: by sandbox uid when there is one, else by the printed pid."""
+    if sandbox.isolation().drop_to_uid:
+        return [pid for pid, uid in _processes() if UID_BASE <= uid < UID_BASE + 1000]
+    pid = int(stdout.split("child")[1].split()[0])
+    return [p for p, _ in _processes() if p == pid]
+
+
+def _processes():
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "status").read_text().splitlines()
+        except OSError:
+            continue
+        info = dict(line.split(":", 1) for line in fields if ":" in line)
+        if info.get("State", "").split()[:1] not in (["Z"], ["X"]):
+            yield int(entry.name), int(info["Uid"].split()[1])
+
+
+def test_writes_to_tmp_do_not_reach_the_host():
+    sandbox = default_sandbox()
+    if not sandbox.isolation().private_mounts:
+        pytest.skip("no mount namespace here: /tmp is shared with the host")
+    name = f"/tmp/lingcoder-escape-{os.getpid()}"
+    verdict = run_program("python", f"open({name!r}, 'w').write('x')\n", sandbox=sandbox)
+    assert verdict.status == "passed"  # it wrote to its own private /tmp ...
+    assert not Path(name).exists()  # ... which is not the host's
 
 
 def test_limits_apply(tmp_path):
@@ -280,6 +302,6 @@ def test_limits_apply(tmp_path):
 
 def test_sandbox_mode_is_reported():
     description = default_sandbox().isolation().describe()
-    assert set(description) == {"network", "processes", "user", "limits", "notes"}
+    assert set(description) == {"network", "processes", "user", "filesystem", "limits", "notes"}
     if ROOT:
         assert "unprivileged uid" in description["user"]

@@ -77,7 +77,9 @@ def run_program(
     path_env = os.pathsep.join(
         dict.fromkeys([*(os.path.dirname(t) for t in tools.tools.values()), SAFE_PATH])
     )
-    with tempfile.TemporaryDirectory(prefix="lingcoder-run-", ignore_cleanup_errors=True) as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix="lingcoder-run-", dir=sandbox.workdir_base(), ignore_cleanup_errors=True
+    ) as tmp:
         workdir = Path(tmp)
         for name, text in files.items():
             (workdir / name).write_text(text)

@@ -389,7 +389,9 @@ def _toolchain(name: str, isolation: Isolation) -> Toolchain:
         for candidate in dict.fromkeys(_resolve(c, search_path) for c in candidates):
             if candidate is None:
                 continue
-            with tempfile.TemporaryDirectory(prefix="lingcoder-probe-", ignore_cleanup_errors=True) as tmp:
+            with tempfile.TemporaryDirectory(
+                prefix="lingcoder-probe-", dir=sandbox.workdir_base(), ignore_cleanup_errors=True
+            ) as tmp:
                 result = sandbox.execute(
                     [candidate, *version_argv],
                     Path(tmp),

@@ -36,6 +36,14 @@ from lingcoder.errors import LingcoderError
 # The program is forked by sh (not exec'ed), so it is never PID 1 of its namespace, where abort()
 # and other self-signals would be ignored.
 _SHELL_WRAPPER = 'umask 022; "$@"; exit $?'
+# World-writable directories a program could leave files in; in a mount namespace each gets a fresh
+# private tmpfs, so writes there vanish with the namespace.
+TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+_MASK_SCRIPT = (
+    "for d in " + " ".join(TMP_DIRS) + "; do "
+    '[ -d "$d" ] && {{ {mount} -t tmpfs -o mode=1777,size=256m,nosuid,nodev tmpfs "$d" || exit 125; }}; '
+    'done; exec "$@"'
+)
 UID_BASE = 61000
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _MARKER_VAR = "LINGCODER_SANDBOX_ID"
@@ -85,6 +93,7 @@ class Isolation:
     """Which confinement is in force; `describe()` is what summary.json records."""
 
     namespace_prefix: tuple[str, ...] = ()
+    private_mounts: bool = False  # namespace_prefix includes a mount namespace that masks TMP_DIRS
     drop_to_uid: bool = False
     prlimit: str = "prlimit"
     setpriv: str = "setpriv"
@@ -102,6 +111,16 @@ class Isolation:
             "user": f"unprivileged uid {UID_BASE}+slot (harness runs as root)"
             if self.drop_to_uid
             else f"the invoking user (uid {os.geteuid()})",
+            "filesystem": (
+                f"own mount namespace: private /proc, fresh tmpfs over {', '.join(TMP_DIRS)}; "
+                if self.private_mounts
+                else "shared with the host; "
+            )
+            + (
+                "host files writable only where that uid may write"
+                if self.drop_to_uid
+                else "host files writable wherever the invoking user may write"
+            ),
             "limits": "rlimits: cpu, data, fsize, nproc, nofile, core=0; wall-clock timeout; output cap",
             "notes": list(self.notes),
         }
@@ -116,6 +135,7 @@ def detect_isolation(use_namespaces: bool = True) -> Isolation:
 def _detect(use_namespaces: bool, euid: int) -> Isolation:
     notes = []
     prefix: tuple[str, ...] = ()
+    private_mounts = False
     unshare, true = shutil.which("unshare"), shutil.which("true")
     prlimit, setpriv, shell = shutil.which("prlimit"), shutil.which("setpriv"), shutil.which("sh")
     if not prlimit or not shell or (euid == 0 and not setpriv):
@@ -128,16 +148,24 @@ def _detect(use_namespaces: bool, euid: int) -> Isolation:
     elif not unshare or not true:
         notes.append("no `unshare` binary: no network or PID namespace")
     else:
-        flags = ["--net", "--pid", "--fork", "--kill-child"]
-        if euid != 0:
-            flags = ["--user", "--map-root-user", *flags]
-        probe = subprocess.run([unshare, *flags, true], capture_output=True, text=True, timeout=30)
-        if probe.returncode == 0:
-            prefix = (unshare, *flags)
-        else:
-            notes.append(f"`unshare {' '.join(flags)}` refused: {probe.stderr.strip()[:200]}")
+        user = ["--user", "--map-root-user"] if euid != 0 else []
+        base = [*user, "--net", "--pid", "--fork", "--kill-child"]
+        mount = shutil.which("mount")
+        attempts = [(base, False)]
+        if mount:
+            masking = [shell, "-c", _MASK_SCRIPT.format(mount=mount), "mask"]
+            attempts.insert(
+                0, ([*base, "--mount", "--propagation", "private", "--mount-proc", *masking], True)
+            )
+        for flags, masks in attempts:
+            probe = subprocess.run([unshare, *flags, true], capture_output=True, text=True, timeout=30)
+            if probe.returncode == 0:
+                prefix, private_mounts = (unshare, *flags), masks
+                break
+            notes.append(f"`unshare {' '.join(flags[:9])}` refused: {probe.stderr.strip()[:200]}")
     return Isolation(
         namespace_prefix=prefix,
+        private_mounts=private_mounts,
         drop_to_uid=euid == 0,
         prlimit=prlimit,
         setpriv=setpriv or "",
@@ -177,6 +205,18 @@ class Sandbox:
 
     def isolation(self) -> Isolation:
         return self._isolation
+
+    def workdir_base(self) -> str | None:
+        """Where programs' working directories go: outside the masked tmp directories if masked."""
+        if not self._isolation.private_mounts:
+            return None
+        base = (
+            Path("/run/lingcoder-sandbox") if os.geteuid() == 0 else Path.home() / ".cache/lingcoder/sandbox"
+        )
+        base.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            base.chmod(0o711)
+        return str(base)
 
     def execute(
         self,
