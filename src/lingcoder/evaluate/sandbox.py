@@ -1,20 +1,22 @@
 """The sandbox: run one untrusted command, confined, and report what happened.
 
-Each program runs in its own subprocess and session (process group), in a temporary working
-directory, with a scrubbed environment and resource limits (CPU seconds, writable memory, file
-size, process count, open files, no core files). The confinement is a chain of util-linux tools,
-each exec'ing the next: `unshare` (namespaces) -> `prlimit` (limits) -> `setpriv` (drop root) ->
-`sh`, which forks the program and reports a death by signal N as status 128+N. We chain these small
-binaries rather than a Python launcher because they start in about a millisecond each, and
-`subprocess`'s preexec_fn is documented as unsafe in a multi-threaded harness like ours.
-Where the kernel allows, the program also gets new network and PID namespaces (`unshare`): no
-network interface but loopback-down, and when the program ends every process it started dies with
-the namespace. When the harness runs as root, each concurrent program runs as its own unprivileged
-uid (`UID_BASE + slot`), so it can neither touch the host's files nor signal the harness, and the
-process limit counts only its own processes. A wall-clock timeout kills the whole group; output is
-kept up to a cap (head and tail). The harness never runs the program in its own process.
+Each program runs in its own subprocess and session (process group), in a fresh working directory,
+with a scrubbed environment and resource limits (CPU seconds, writable memory, file size, process
+count, open files, no core files). The confinement is a chain of util-linux tools:
+`unshare` (namespaces) -> a root `sh` guard (mounts the tmpfs masks, forks the rest, waits) ->
+`prlimit` (limits) -> `setpriv` (drop root) -> the program. We chain these small binaries rather
+than a Python launcher because each starts in about a millisecond, and `subprocess`'s preexec_fn is
+documented as unsafe in a multi-threaded harness like ours.
 
-`Sandbox.isolation()` says which of these were in force; results files record it.
+Where the kernel allows, the program gets new network, PID and mount namespaces: no network, a
+private /proc, fresh tmpfs over the world-writable directories (/tmp, /var/tmp, /dev/shm,
+/run/lock), and when the program ends every process it started dies with the namespace. When the
+harness runs as root, each concurrent program runs as its own unprivileged uid (`UID_BASE + slot`),
+so it can neither change the host's files nor signal the harness, and the process limit counts only
+its own processes. A wall-clock timeout kills the whole group; output is kept up to a cap (head and
+tail). The harness never runs the program in its own process.
+
+`Sandbox.isolation()` says which of these were in force; summary.json records it.
 """
 
 from __future__ import annotations
@@ -33,17 +35,16 @@ from pathlib import Path
 
 from lingcoder.errors import LingcoderError
 
-# The program is forked by sh (not exec'ed), so it is never PID 1 of its namespace, where abort()
-# and other self-signals would be ignored.
-_SHELL_WRAPPER = 'umask 022; "$@"; exit $?'
+# The first process is a root-owned sh: in a mount namespace it first mounts the tmpfs masks, then
+# it forks the confinement chain (prlimit -> setpriv -> program) and waits, so the program is never
+# PID 1 of its namespace (where abort() and other self-signals are ignored) and cannot signal its
+# parent. A program killed by signal N is reported as status 128+N.
+_GUARD = 'umask 022; "$@"; exit $?'
 # World-writable directories a program could leave files in; in a mount namespace each gets a fresh
-# private tmpfs, so writes there vanish with the namespace.
+# private tmpfs (all mounted by one `mount -a -T FSTAB`, the fastest way found), so writes there
+# vanish with the namespace.
 TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
-_MASK_SCRIPT = (
-    "for d in " + " ".join(TMP_DIRS) + "; do "
-    '[ -d "$d" ] && {{ {mount} -t tmpfs -o mode=1777,size=256m,nosuid,nodev tmpfs "$d" || exit 125; }}; '
-    'done; exec "$@"'
-)
+_TMPFS_OPTIONS = "mode=1777,size=256m,nosuid,nodev"
 UID_BASE = 61000
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _MARKER_VAR = "LINGCODER_SANDBOX_ID"
@@ -93,7 +94,8 @@ class Isolation:
     """Which confinement is in force; `describe()` is what summary.json records."""
 
     namespace_prefix: tuple[str, ...] = ()
-    private_mounts: bool = False  # namespace_prefix includes a mount namespace that masks TMP_DIRS
+    mask_command: tuple[str, ...] = ()  # run as root inside the mount namespace to mask TMP_DIRS
+    workdir_base: str | None = None  # programs' working directories go here (outside TMP_DIRS)
     drop_to_uid: bool = False
     prlimit: str = "prlimit"
     setpriv: str = "setpriv"
@@ -113,7 +115,7 @@ class Isolation:
             else f"the invoking user (uid {os.geteuid()})",
             "filesystem": (
                 f"own mount namespace: private /proc, fresh tmpfs over {', '.join(TMP_DIRS)}; "
-                if self.private_mounts
+                if self.mask_command
                 else "shared with the host; "
             )
             + (
@@ -135,7 +137,8 @@ def detect_isolation(use_namespaces: bool = True) -> Isolation:
 def _detect(use_namespaces: bool, euid: int) -> Isolation:
     notes = []
     prefix: tuple[str, ...] = ()
-    private_mounts = False
+    mask_command: tuple[str, ...] = ()
+    workdir_base = None
     unshare, true = shutil.which("unshare"), shutil.which("true")
     prlimit, setpriv, shell = shutil.which("prlimit"), shutil.which("setpriv"), shutil.which("sh")
     if not prlimit or not shell or (euid == 0 and not setpriv):
@@ -151,21 +154,31 @@ def _detect(use_namespaces: bool, euid: int) -> Isolation:
         user = ["--user", "--map-root-user"] if euid != 0 else []
         base = [*user, "--net", "--pid", "--fork", "--kill-child"]
         mount = shutil.which("mount")
-        attempts = [(base, False)]
+        attempts: list[tuple[list[str], tuple[str, ...], str | None]] = [(base, (), None)]
         if mount:
-            masking = [shell, "-c", _MASK_SCRIPT.format(mount=mount), "mask"]
-            attempts.insert(
-                0, ([*base, "--mount", "--propagation", "private", "--mount-proc", *masking], True)
+            workdir = _workdir_base(euid)
+            fstab = Path(workdir) / "tmpfs.fstab"
+            fstab.write_text(
+                "".join(f"tmpfs {d} tmpfs {_TMPFS_OPTIONS} 0 0\n" for d in TMP_DIRS if Path(d).is_dir())
             )
-        for flags, masks in attempts:
-            probe = subprocess.run([unshare, *flags, true], capture_output=True, text=True, timeout=30)
+            mounts = [*base, "--mount", "--propagation", "private", "--mount-proc"]
+            attempts.insert(0, (mounts, (mount, "-a", "-T", str(fstab)), workdir))
+        for flags, mask, workdir in attempts:
+            script = " ".join([*mask, "|| exit 125;"]) + _GUARD if mask else _GUARD
+            probe = subprocess.run(
+                [unshare, *flags, shell, "-c", script, "probe", true],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             if probe.returncode == 0:
-                prefix, private_mounts = (unshare, *flags), masks
+                prefix, mask_command, workdir_base = (unshare, *flags), mask, workdir
                 break
-            notes.append(f"`unshare {' '.join(flags[:9])}` refused: {probe.stderr.strip()[:200]}")
+            notes.append(f"`unshare {' '.join(flags)}` refused: {probe.stderr.strip()[:200]}")
     return Isolation(
         namespace_prefix=prefix,
-        private_mounts=private_mounts,
+        mask_command=mask_command,
+        workdir_base=workdir_base,
         drop_to_uid=euid == 0,
         prlimit=prlimit,
         setpriv=setpriv or "",
@@ -207,16 +220,8 @@ class Sandbox:
         return self._isolation
 
     def workdir_base(self) -> str | None:
-        """Where programs' working directories go: outside the masked tmp directories if masked."""
-        if not self._isolation.private_mounts:
-            return None
-        base = (
-            Path("/run/lingcoder-sandbox") if os.geteuid() == 0 else Path.home() / ".cache/lingcoder/sandbox"
-        )
-        base.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            base.chmod(0o711)
-        return str(base)
+        """Where programs' working directories go (None: the system's temporary directory)."""
+        return self._isolation.workdir_base
 
     def execute(
         self,
@@ -232,12 +237,14 @@ class Sandbox:
         iso = self._isolation
         slot = _SLOTS.acquire() if iso.drop_to_uid else None
         try:
-            command = [*iso.namespace_prefix, iso.prlimit, *_limit_options(limits, iso), "--"]
+            guard = " ".join([*iso.mask_command, "|| exit 125;"]) + _GUARD if iso.mask_command else _GUARD
+            command = [*iso.namespace_prefix, iso.shell, "-c", guard, "sandbox"]
+            command += [iso.prlimit, *_limit_options(limits, iso), "--"]
             if slot is not None:
                 uid = UID_BASE + slot
                 _chown_tree(workdir, uid)
                 command += [iso.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
-            command += [iso.shell, "-c", _SHELL_WRAPPER, "sandbox", *argv]
+            command += argv
             marker = secrets.token_hex(8)
             full_env = {
                 "PATH": SAFE_PATH,
@@ -253,6 +260,15 @@ class Sandbox:
         finally:
             if slot is not None:
                 _SLOTS.release(slot)
+
+
+def _workdir_base(euid: int) -> str:
+    """A directory outside TMP_DIRS for working directories: /run for root, ~/.cache otherwise."""
+    base = Path("/run/lingcoder-sandbox") if euid == 0 else Path.home() / ".cache/lingcoder/sandbox"
+    base.mkdir(parents=True, exist_ok=True)
+    if euid == 0:
+        base.chmod(0o711)
+    return str(base)
 
 
 def _limit_options(limits: Limits, iso: Isolation) -> list[str]:
