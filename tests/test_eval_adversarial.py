@@ -305,3 +305,60 @@ def test_sandbox_mode_is_reported():
     assert set(description) == {"network", "processes", "user", "filesystem", "limits", "notes"}
     if ROOT:
         assert "unprivileged uid" in description["user"]
+
+
+NOBODY_SCRIPT = """
+import json
+from lingcoder.evaluate.execution import default_sandbox, run_program
+iso = default_sandbox().isolation()
+programs = {
+    "right": "def f(x):\\n    return x * 2\\n",
+    "early exit": "import os\\nos._exit(0)\\n",
+    "kill the parent": "import os, signal\\nos.kill(os.getppid(), signal.SIGKILL)\\nos._exit(0)\\n",
+    "fork bomb": "import os\\nwhile True:\\n    os.fork()\\n",
+}
+tests = {"right": "assert f(2) == 4\\n"}
+checks = {name: run_program("python", source, tests=tests.get(name, "assert False\\n"), timeout=3).status
+          for name, source in programs.items()}
+print(json.dumps({"isolation": iso.describe(), "checks": checks}))
+"""
+
+
+@needs_root
+def test_as_an_unprivileged_user(tmp_path):
+    """The harness run by an ordinary user (here: nobody, through setpriv) still confines programs."""
+    import json
+    import shutil
+    import subprocess
+
+    from lingcoder.evaluate.sandbox import SAFE_PATH
+
+    python = shutil.which("python3", path=SAFE_PATH)
+    setpriv = shutil.which("setpriv")
+    if not python or not setpriv:
+        pytest.skip("needs a system python3 and setpriv")
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version_info >= (3, 11))"], capture_output=True, text=True
+    ).stdout.strip()
+    if version != "True":
+        pytest.skip(f"{python} is older than 3.11")
+    home = Path(tempfile.mkdtemp(prefix="lingcoder-nobody-", dir="/run"))
+    try:
+        os.chown(home, 65534, 65534)
+        src = str(Path(__file__).resolve().parents[1] / "src")
+        env = {"HOME": str(home), "PATH": SAFE_PATH, "PYTHONPATH": src}
+        done = subprocess.run(
+            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c", NOBODY_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["isolation"]["user"] == "the invoking user (uid 65534)"
+    checks = report["checks"]
+    assert checks.pop("right") == "passed"
+    assert set(checks.values()) <= NOT_PASSED, checks

@@ -155,8 +155,10 @@ def _detect(use_namespaces: bool, euid: int) -> Isolation:
         base = [*user, "--net", "--pid", "--fork", "--kill-child"]
         mount = shutil.which("mount")
         attempts: list[tuple[list[str], tuple[str, ...], str | None]] = [(base, (), None)]
-        if mount:
-            workdir = _workdir_base(euid)
+        workdir, problem = _workdir_base(euid) if mount else (None, "no `mount` binary")
+        if problem:
+            notes.append(f"no private /tmp: {problem}")
+        if workdir:
             fstab = Path(workdir) / "tmpfs.fstab"
             fstab.write_text(
                 "".join(f"tmpfs {d} tmpfs {_TMPFS_OPTIONS} 0 0\n" for d in TMP_DIRS if Path(d).is_dir())
@@ -262,13 +264,23 @@ class Sandbox:
                 _SLOTS.release(slot)
 
 
-def _workdir_base(euid: int) -> str:
-    """A directory outside TMP_DIRS for working directories: /run for root, ~/.cache otherwise."""
-    base = Path("/run/lingcoder-sandbox") if euid == 0 else Path.home() / ".cache/lingcoder/sandbox"
-    base.mkdir(parents=True, exist_ok=True)
-    if euid == 0:
-        base.chmod(0o711)
-    return str(base)
+def _workdir_base(euid: int) -> tuple[str | None, str]:
+    """(a directory outside TMP_DIRS for working directories, or None, and why not).
+
+    $LINGCODER_SANDBOX_DIR if set, else /run/lingcoder-sandbox for root, ~/.cache/lingcoder/sandbox
+    for other users.
+    """
+    default = Path("/run/lingcoder-sandbox") if euid == 0 else Path.home() / ".cache/lingcoder/sandbox"
+    base = Path(os.environ.get("LINGCODER_SANDBOX_DIR") or default).resolve()
+    if any(base == Path(d) or Path(d) in base.parents for d in TMP_DIRS):
+        return None, f"{base} lies in a directory the mount namespace masks; set LINGCODER_SANDBOX_DIR"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        if euid == 0:
+            base.chmod(0o711)
+    except OSError as exc:
+        return None, f"cannot create {base} ({exc}); set LINGCODER_SANDBOX_DIR"
+    return str(base), ""
 
 
 def _limit_options(limits: Limits, iso: Isolation) -> list[str]:
