@@ -105,9 +105,7 @@ def test_plain_program_passes_on_exit_zero():
 
 
 def test_missing_toolchain_skips_with_the_reason(monkeypatch):
-    fake = languages.Language(
-        "cpp", (), {"g++": (("no-such-compiler-xyz",), ("--version",))}, "main.cpp", compiled=True
-    )
+    fake = languages.Language("cpp", (), {"g++": (("no-such-compiler-xyz",), ("--version",))}, compiled=True)
     monkeypatch.setitem(languages.LANGUAGES, "cpp", fake)
     languages._toolchain.cache_clear()
     try:

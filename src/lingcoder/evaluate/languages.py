@@ -47,7 +47,6 @@ class Language:
     name: str
     aliases: tuple[str, ...]
     tools: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]  # tool -> (candidates, version argv)
-    source_name: str
     compiled: bool = False
 
     def files(self, solution: str, tests: str | None) -> dict[str, str]:
@@ -343,10 +342,9 @@ LANGUAGES: dict[str, Language] = {
             "python",
             ("py", "python3"),
             {"python": ((sys.executable, "python3"), ("-I", "-c", "import sys; print(sys.version)"))},
-            "main.py",
         ),
-        Language("javascript", ("js", "node", "nodejs"), {"node": (("node", "nodejs"), _VERSION)}, "main.js"),
-        Language("cpp", ("c++", "cc", "cxx"), {"g++": (("g++",), _VERSION)}, "main.cpp", compiled=True),
+        Language("javascript", ("js", "node", "nodejs"), {"node": (("node", "nodejs"), _VERSION)}),
+        Language("cpp", ("c++", "cc", "cxx"), {"g++": (("g++",), _VERSION)}, compiled=True),
         Language(
             "java",
             (),
@@ -354,12 +352,11 @@ LANGUAGES: dict[str, Language] = {
                 "javac": (("javac",), ("-J-Xmx256m", "-version")),
                 "java": (("java",), ("-Xmx256m", "-version")),
             },
-            "Main.java",
             compiled=True,
         ),
-        Language("go", ("golang",), {"go": (("go",), ("version",))}, "main.go", compiled=True),
-        Language("rust", ("rs",), {"rustc": (("rustc",), _VERSION)}, "main.rs", compiled=True),
-        Language("shell", ("sh", "bash"), {"bash": (("bash",), _VERSION)}, "main.sh"),
+        Language("go", ("golang",), {"go": (("go",), ("version",))}, compiled=True),
+        Language("rust", ("rs",), {"rustc": (("rustc",), _VERSION)}, compiled=True),
+        Language("shell", ("sh", "bash"), {"bash": (("bash",), _VERSION)}),
     ]
 }
 _ALIASES = {alias: lang.name for lang in LANGUAGES.values() for alias in (lang.name, *lang.aliases)}

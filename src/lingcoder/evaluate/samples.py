@@ -54,9 +54,3 @@ def read_samples(path: str | Path) -> list[Sample]:
     if not samples:
         raise LingcoderError(f"{path}: no samples in this file")
     return samples
-
-
-def write_samples(path: str | Path, rows: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")

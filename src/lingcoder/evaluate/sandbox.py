@@ -77,7 +77,6 @@ class Execution:
     timed_out: bool
     stdout: str
     stderr: str
-    output_truncated: bool = False
 
     @property
     def signal_name(self) -> str | None:
@@ -361,7 +360,6 @@ def _run(command, workdir, env, stdin, timeout, cap, sweep_marker) -> Execution:
         timed_out=timed_out,
         stdout=out.text(),
         stderr=err.text(),
-        output_truncated=out.truncated or err.truncated,
     )
 
 
@@ -383,10 +381,6 @@ class _CappedBuffer:
         if len(self.tail) > self.half:
             self.dropped += len(self.tail) - self.half
             del self.tail[: len(self.tail) - self.half]
-
-    @property
-    def truncated(self) -> bool:
-        return self.dropped > 0
 
     def text(self) -> str:
         middle = f"\n[... {self.dropped} bytes dropped ...]\n".encode() if self.dropped else b""
