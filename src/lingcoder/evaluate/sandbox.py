@@ -21,6 +21,7 @@ tail). The harness never runs the program in its own process.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import secrets
@@ -189,23 +190,42 @@ def _detect(use_namespaces: bool, euid: int) -> Isolation:
 
 
 class _UidSlots:
-    """Hands out distinct sandbox uids to concurrent programs."""
+    """Hands out sandbox uid slots, distinct between concurrent programs and between processes.
+
+    A process claims a slot for its lifetime by holding an exclusive flock on
+    /run/lingcoder-sandbox/uid-<slot>.lock (released by the kernel when the process ends), so two
+    harnesses on one machine never run programs under the same uid.
+    """
+
+    MAX_SLOTS = 4096
 
     def __init__(self) -> None:
-        self._free: set[int] = set()
-        self._next = 0
+        self._free: list[int] = []
+        self._held: dict[int, int] = {}  # slot -> fd of its lock file
         self._lock = threading.Lock()
 
     def acquire(self) -> int:
         with self._lock:
             if self._free:
                 return self._free.pop()
-            self._next += 1
-            return self._next - 1
+            directory = Path("/run/lingcoder-sandbox")
+            directory.mkdir(mode=0o711, parents=True, exist_ok=True)
+            for slot in range(self.MAX_SLOTS):
+                if slot in self._held:
+                    continue
+                fd = os.open(directory / f"uid-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                self._held[slot] = fd
+                return slot
+            raise LingcoderError(f"all {self.MAX_SLOTS} sandbox uid slots are taken by other processes")
 
     def release(self, slot: int) -> None:
         with self._lock:
-            self._free.add(slot)
+            self._free.append(slot)
 
 
 _SLOTS = _UidSlots()
