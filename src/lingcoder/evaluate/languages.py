@@ -335,13 +335,22 @@ _RUN = {
 }
 
 _VERSION = ("--version",)
+
+
+def _python_candidates() -> tuple[str, ...]:
+    """$LINGCODER_SANDBOX_PYTHON first (an interpreter with the packages benchmarks' tests import),
+    then the harness's own interpreter, then python3 on PATH: the first that runs in the sandbox wins."""
+    chosen = os.environ.get("LINGCODER_SANDBOX_PYTHON")
+    return (chosen, sys.executable, "python3") if chosen else (sys.executable, "python3")
+
+
 LANGUAGES: dict[str, Language] = {
     lang.name: lang
     for lang in [
         Language(
             "python",
             ("py", "python3"),
-            {"python": ((sys.executable, "python3"), ("-I", "-c", "import sys; print(sys.version)"))},
+            {"python": (_python_candidates(), ("-I", "-c", "import sys; print(sys.version)"))},
         ),
         Language("javascript", ("js", "node", "nodejs"), {"node": (("node", "nodejs"), _VERSION)}),
         Language("cpp", ("c++", "cc", "cxx"), {"g++": (("g++",), _VERSION)}, compiled=True),
