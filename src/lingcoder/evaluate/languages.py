@@ -296,6 +296,7 @@ _BUILD = {
     "java": lambda t, f: [
         t["javac"],
         "-J-Xmx512m",
+        "-J-XX:-UsePerfData",
         "-J-XX:+UseSerialGC",
         "-encoding",
         "UTF-8",
@@ -326,6 +327,7 @@ _RUN = {
         "-Xss64m",
         "-XX:+UseSerialGC",
         "-XX:TieredStopAtLevel=1",
+        "-XX:-UsePerfData",
         "-cp",
         ".",
         "LingcoderMain" if "LingcoderMain" in "".join(f.values()) else Path(next(iter(f))).stem,
@@ -338,10 +340,13 @@ _VERSION = ("--version",)
 
 
 def _python_candidates() -> tuple[str, ...]:
-    """$LINGCODER_SANDBOX_PYTHON first (an interpreter with the packages benchmarks' tests import),
-    then the harness's own interpreter, then python3 on PATH: the first that runs in the sandbox wins."""
+    """$LINGCODER_SANDBOX_PYTHON first (an interpreter with the packages benchmarks' tests import);
+    then, as root (programs run as another uid), the system's python3 before the harness's own
+    interpreter, which may live where that uid cannot read; otherwise the other way round. The first
+    that runs in the sandbox wins (read when this module is imported)."""
+    ours = (sys.executable, "python3") if os.geteuid() != 0 else ("python3", sys.executable)
     chosen = os.environ.get("LINGCODER_SANDBOX_PYTHON")
-    return (chosen, sys.executable, "python3") if chosen else (sys.executable, "python3")
+    return (chosen, *ours) if chosen else ours
 
 
 LANGUAGES: dict[str, Language] = {

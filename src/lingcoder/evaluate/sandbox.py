@@ -21,6 +21,8 @@ tail). The harness never runs the program in its own process.
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import fcntl
 import functools
 import os
@@ -40,12 +42,11 @@ from lingcoder.errors import LingcoderError
 # it forks the confinement chain (prlimit -> setpriv -> program) and waits, so the program is never
 # PID 1 of its namespace (where abort() and other self-signals are ignored) and cannot signal its
 # parent. A program killed by signal N is reported as status 128+N.
-_GUARD = 'umask 022; "$@"; exit $?'
+_GUARD = 'cd -- "$0" || exit 125; umask 022; "$@"; exit $?'
 # World-writable directories a program could leave files in; in a mount namespace each gets a fresh
 # private tmpfs (all mounted by one `mount -a -T FSTAB`, the fastest way found), so writes there
 # vanish with the namespace.
 TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
-_TMPFS_OPTIONS = "mode=1777,size=256m,nosuid,nodev"
 UID_BASE = 61000
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _MARKER_VAR = "LINGCODER_SANDBOX_ID"
@@ -94,7 +95,9 @@ class Isolation:
     """Which confinement is in force; `describe()` is what summary.json records."""
 
     namespace_prefix: tuple[str, ...] = ()
-    mask_command: tuple[str, ...] = ()  # run as root inside the mount namespace to mask TMP_DIRS
+    mask_command: tuple[str, ...] = ()  # run as root in each program's own mount namespace to mask TMP_DIRS
+    holder_command: tuple[str, ...] = ()  # starts the long-lived holder of a shared, masked mount namespace
+    nsenter: str = "nsenter"
     workdir_base: str | None = None  # programs' working directories go here (outside TMP_DIRS)
     drop_to_uid: bool = False
     prlimit: str = "prlimit"
@@ -116,6 +119,8 @@ class Isolation:
             "filesystem": (
                 f"own mount namespace: private /proc, fresh tmpfs over {', '.join(TMP_DIRS)}; "
                 if self.mask_command
+                else f"mount namespace with empty read-only tmpfs over {', '.join(TMP_DIRS)}, host /proc; "
+                if self.holder_command
                 else "shared with the host; "
             )
             + (
@@ -136,9 +141,6 @@ def detect_isolation(use_namespaces: bool = True) -> Isolation:
 @functools.cache
 def _detect(use_namespaces: bool, euid: int) -> Isolation:
     notes = []
-    prefix: tuple[str, ...] = ()
-    mask_command: tuple[str, ...] = ()
-    workdir_base = None
     unshare, true = shutil.which("unshare"), shutil.which("true")
     prlimit, setpriv, shell = shutil.which("prlimit"), shutil.which("setpriv"), shutil.which("sh")
     if not prlimit or not shell or (euid == 0 and not setpriv):
@@ -153,34 +155,62 @@ def _detect(use_namespaces: bool, euid: int) -> Isolation:
     else:
         user = ["--user", "--map-root-user"] if euid != 0 else []
         base = [*user, "--net", "--pid", "--fork", "--kill-child"]
-        mount = shutil.which("mount")
-        attempts: list[tuple[list[str], tuple[str, ...], str | None]] = [(base, (), None)]
+        mount, nsenter, sleep = shutil.which("mount"), shutil.which("nsenter"), shutil.which("sleep")
         workdir, problem = _workdir_base(euid) if mount else (None, "no `mount` binary")
         if problem:
             notes.append(f"no private /tmp: {problem}")
+        attempts: list[dict] = []
+        if workdir and euid == 0 and nsenter and sleep:
+            # One long-lived mount namespace for every program: entering it is far cheaper than
+            # creating and tearing down one per program (teardown waits for an RCU grace period).
+            # Its tmpfs masks are read-only, so programs cannot leave anything there for each other.
+            fstab = _write_fstab(Path(workdir) / "shared-tmpfs.fstab", "ro,mode=755,size=1m,nosuid,nodev")
+            holder = (
+                setpriv,
+                "--pdeathsig",
+                "KILL",
+                unshare,
+                "--mount",
+                "--propagation",
+                "private",
+                shell,
+                "-c",
+                f"{mount} -a -T {fstab} || exit 125; echo ready; exec {sleep} infinity",
+            )
+            attempts.append({"flags": base, "holder": holder, "workdir": workdir, "nsenter": nsenter})
         if workdir:
-            fstab = Path(workdir) / "tmpfs.fstab"
-            fstab.write_text(
-                "".join(f"tmpfs {d} tmpfs {_TMPFS_OPTIONS} 0 0\n" for d in TMP_DIRS if Path(d).is_dir())
+            fstab = _write_fstab(Path(workdir) / "tmpfs.fstab", "mode=1777,size=256m,nosuid,nodev")
+            flags = [*base, "--mount", "--propagation", "private", "--mount-proc"]
+            attempts.append({"flags": flags, "mask": (mount, "-a", "-T", str(fstab)), "workdir": workdir})
+        attempts.append({"flags": base})
+        for attempt in attempts:
+            candidate = Isolation(
+                namespace_prefix=(unshare, *attempt["flags"]),
+                mask_command=attempt.get("mask", ()),
+                holder_command=attempt.get("holder", ()),
+                nsenter=attempt.get("nsenter", ""),
+                workdir_base=attempt.get("workdir"),
+                drop_to_uid=euid == 0,
+                prlimit=prlimit,
+                setpriv=setpriv or "",
+                shell=shell,
             )
-            mounts = [*base, "--mount", "--propagation", "private", "--mount-proc"]
-            attempts.insert(0, (mounts, (mount, "-a", "-T", str(fstab)), workdir))
-        for flags, mask, workdir in attempts:
-            script = " ".join([*mask, "|| exit 125;"]) + _GUARD if mask else _GUARD
-            probe = subprocess.run(
-                [unshare, *flags, shell, "-c", script, "probe", true],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            if probe.returncode == 0:
-                prefix, mask_command, workdir_base = (unshare, *flags), mask, workdir
-                break
-            notes.append(f"`unshare {' '.join(flags)}` refused: {probe.stderr.strip()[:200]}")
+            try:
+                probe = subprocess.run(
+                    _prefix(candidate) + [shell, "-c", _guard(candidate), "/", true],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
+                error = (
+                    (probe.stderr.strip()[:200] or f"status {probe.returncode}") if probe.returncode else ""
+                )
+            except (LingcoderError, OSError) as exc:
+                error = str(exc)
+            if not error:
+                return dataclasses.replace(candidate, notes=tuple(notes))
+            notes.append(f"`unshare {' '.join(attempt['flags'])}` refused: {error}")
     return Isolation(
-        namespace_prefix=prefix,
-        mask_command=mask_command,
-        workdir_base=workdir_base,
         drop_to_uid=euid == 0,
         prlimit=prlimit,
         setpriv=setpriv or "",
@@ -258,8 +288,8 @@ class Sandbox:
         iso = self._isolation
         slot = _SLOTS.acquire() if iso.drop_to_uid else None
         try:
-            guard = " ".join([*iso.mask_command, "|| exit 125;"]) + _GUARD if iso.mask_command else _GUARD
-            command = [*iso.namespace_prefix, iso.shell, "-c", guard, "sandbox"]
+            # The guard's $0 is the working directory: it changes into it inside the namespaces.
+            command = [*_prefix(iso), iso.shell, "-c", _guard(iso), str(workdir)]
             command += [iso.prlimit, *_limit_options(limits, iso), "--"]
             if slot is not None:
                 uid = UID_BASE + slot
@@ -281,6 +311,54 @@ class Sandbox:
         finally:
             if slot is not None:
                 _SLOTS.release(slot)
+
+
+def _write_fstab(path: Path, options: str) -> Path:
+    path.write_text("".join(f"tmpfs {d} tmpfs {options} 0 0\n" for d in TMP_DIRS if Path(d).is_dir()))
+    return path
+
+
+class _MountHolder:
+    """The long-lived process whose mount namespace programs enter (started on first use, restarted
+    if it died; killed with this process by PR_SET_PDEATHSIG and at exit)."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    def namespace(self, command: tuple[str, ...]) -> str:
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
+                if self._proc.stdout.readline() != b"ready\n":
+                    self._proc.kill()
+                    raise LingcoderError(
+                        f"cannot set up the sandbox mount namespace: "
+                        f"{self._proc.stderr.read().decode(errors='replace')[:200]}"
+                    )
+                atexit.register(self._proc.kill)
+            return f"/proc/{self._proc.pid}/ns/mnt"
+
+
+_HOLDER = _MountHolder()
+
+
+def _prefix(iso: Isolation) -> list[str]:
+    """The namespace part of a command line (empty without namespaces)."""
+    if iso.holder_command:
+        where = _HOLDER.namespace(iso.holder_command)
+        return [iso.nsenter, f"--mount={where}", *iso.namespace_prefix]
+    return list(iso.namespace_prefix)
+
+
+def _guard(iso: Isolation) -> str:
+    return " ".join([*iso.mask_command, "|| exit 125;"]) + _GUARD if iso.mask_command else _GUARD
 
 
 def _workdir_base(euid: int) -> tuple[str | None, str]:
