@@ -3,18 +3,22 @@
 Each program runs in its own subprocess and session (process group), in a fresh working directory,
 with a scrubbed environment and resource limits (CPU seconds, writable memory, file size, process
 count, open files, no core files). The confinement is a chain of util-linux tools:
-`unshare` (namespaces) -> a root `sh` guard (mounts the tmpfs masks, forks the rest, waits) ->
-`prlimit` (limits) -> `setpriv` (drop root) -> the program. We chain these small binaries rather
-than a Python launcher because each starts in about a millisecond, and `subprocess`'s preexec_fn is
-documented as unsafe in a multi-threaded harness like ours.
+[`nsenter` (shared mount namespace)] -> `unshare` (namespaces) -> a root `sh` guard (changes into
+the working directory, forks the rest, waits) -> `prlimit` (limits) -> `setpriv` (drop root) ->
+the program. We chain these small binaries rather than a Python launcher because each starts in
+about a millisecond, and `subprocess`'s preexec_fn is documented as unsafe in a multi-threaded
+harness like ours.
 
-Where the kernel allows, the program gets new network, PID and mount namespaces: no network, a
-private /proc, fresh tmpfs over the world-writable directories (/tmp, /var/tmp, /dev/shm,
-/run/lock), and when the program ends every process it started dies with the namespace. When the
-harness runs as root, each concurrent program runs as its own unprivileged uid (`UID_BASE + slot`),
-so it can neither change the host's files nor signal the harness, and the process limit counts only
-its own processes. A wall-clock timeout kills the whole group; output is kept up to a cap (head and
-tail). The harness never runs the program in its own process.
+Where the kernel allows, each program gets new network and PID namespaces (no network; when the
+program ends every process it started dies with the namespace) and the world-writable directories
+(/tmp, /var/tmp, /dev/shm, /run/lock) are hidden under tmpfs: as root, by entering one long-lived
+mount namespace whose masks are empty and read-only (creating and tearing down a mount namespace
+per program costs more than running a small Python program); otherwise, by a fresh mount namespace
+per program with private writable masks and a private /proc. When the harness runs as root, each
+concurrent program runs as its own unprivileged uid (`UID_BASE + slot`), so it can neither change
+the host's files nor signal the harness, and the process limit counts only its own processes. A
+wall-clock timeout kills the whole group; output is kept up to a cap (head and tail). The harness
+never runs the program in its own process.
 
 `Sandbox.isolation()` says which of these were in force; summary.json records it.
 """
@@ -38,14 +42,14 @@ from pathlib import Path
 
 from lingcoder.errors import LingcoderError
 
-# The first process is a root-owned sh: in a mount namespace it first mounts the tmpfs masks, then
-# it forks the confinement chain (prlimit -> setpriv -> program) and waits, so the program is never
-# PID 1 of its namespace (where abort() and other self-signals are ignored) and cannot signal its
-# parent. A program killed by signal N is reported as status 128+N.
+# The first process in the namespaces is an sh (root when the harness is): it mounts the tmpfs
+# masks when it has its own mount namespace, changes into the working directory ($0), then forks
+# the confinement chain (prlimit -> setpriv -> program) and waits, so the program is never PID 1 of
+# its namespace (where abort() and other self-signals are ignored) and cannot signal its parent. A
+# program killed by signal N is reported as status 128+N.
 _GUARD = 'cd -- "$0" || exit 125; umask 022; "$@"; exit $?'
-# World-writable directories a program could leave files in; in a mount namespace each gets a fresh
-# private tmpfs (all mounted by one `mount -a -T FSTAB`, the fastest way found), so writes there
-# vanish with the namespace.
+# World-writable directories a program could leave files in; each is hidden under a tmpfs (all
+# mounted by one `mount -a -T FSTAB`, the fastest way found).
 TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 UID_BASE = 61000
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
