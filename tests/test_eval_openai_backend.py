@@ -128,9 +128,12 @@ def test_n_samples_with_temperature_and_resume(tmp_path, endpoint):
     assert summary["pass_at_k"]["humaneval"]["python"] == {"pass@1": 0.5, "pass@3": 0.5}
     assert {r["temperature"] for r in FakeEndpoint.requests} == {0.8}
     asked = len(FakeEndpoint.requests)
-    run_eval(tmp_path / "out", **args)  # everything generated and judged already
+    again = run_eval(tmp_path / "out", **args)  # everything generated and judged already
     assert len(FakeEndpoint.requests) == asked
     assert len(read(tmp_path / "out" / "samples.jsonl")) == 6
+    assert again["generation"]["model"] == "fake" and again["generation"]["settings"]["n"] == 3
+    with pytest.raises(LingcoderError, match="generated with other settings"):
+        run_eval(tmp_path / "out", **(args | {"temperature": 0.2}))
 
 
 def test_endpoint_errors_are_clear(endpoint):

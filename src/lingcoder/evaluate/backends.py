@@ -8,7 +8,8 @@ stop strings applied. Temperature 0 means greedy decoding.
   Ling chat template (`<role>HUMAN</role>...<role>ASSISTANT</role>`).
 - `HuggingFaceBackend`: `transformers.AutoModelForCausalLM`, installed on demand
   (`pip install 'lingcoder[hf]'`); chat uses the tokenizer's chat template.
-- `OpenAIBackend`: `/v1/completions` and `/v1/chat/completions` (vLLM, our server, ...). It speaks
+- `OpenAIBackend`: `/v1/completions` and `/v1/chat/completions` (vLLM, our server, ...), with the
+  key from $OPENAI_API_KEY when set. It speaks
   HTTP with the standard library: two JSON POST calls do not justify a client dependency.
 """
 

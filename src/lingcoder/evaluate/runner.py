@@ -16,6 +16,7 @@ equal those of timing every reference up front, at a fraction of the cost.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -38,6 +39,7 @@ from lingcoder.evaluate.samples import Sample, read_samples
 from lingcoder.evaluate.sandbox import Sandbox
 
 REFERENCE_TIMES = "reference_times.json"
+GENERATION = "generation.json"  # how DIR/samples.jsonl was generated (backend, model, mode, settings)
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,17 @@ def run_eval(
             n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=tuple(stop or ())
         )
         samples = out_dir / "samples.jsonl"
+        _check_generation_record(
+            out_dir / GENERATION,
+            {
+                "benchmark": bench.name,
+                "backend": backend,
+                "model": model,
+                "base_url": base_url,
+                "mode": mode,
+                "settings": dataclasses.asdict(settings),
+            },
+        )
         generator = make_backend(backend, model, base_url=base_url, device=device)
         with _progress(progress, Console(stderr=True)) as bar:
             task = bar.add_task("generating", total=len(bench.problems))
@@ -120,6 +133,21 @@ def run_eval(
         use_namespaces=use_namespaces,
         progress=progress,
     )
+
+
+def _check_generation_record(path: Path, record: dict) -> None:
+    """Write how samples are generated; refuse to add to samples generated differently."""
+    record = json.loads(json.dumps(record))  # tuples -> lists, as read back from disk
+    if path.exists():
+        before = json.loads(path.read_text())
+        if before != record:
+            changed = sorted(k for k in record if before.get(k) != record.get(k))
+            raise LingcoderError(
+                f"{path}: samples in this directory were generated with other "
+                f"{', '.join(changed)}; use a fresh --out"
+            )
+        return
+    path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def evaluate_samples(
@@ -178,6 +206,9 @@ def evaluate_samples(
     rows = [done[i] for i in range(len(all_samples))]
     results_io.write_results(out_dir, rows)
     summary = _summary(rows, bench, samples, ks, sandbox, timeouts)
+    generation = out_dir / GENERATION
+    if generation.exists() and Path(samples).resolve() == (out_dir / "samples.jsonl").resolve():
+        summary["generation"] = json.loads(generation.read_text())
     results_io.write_summary(out_dir, summary)
     results_io.print_table(summary, console)
     return summary
