@@ -9,8 +9,8 @@ stop strings applied. Temperature 0 means greedy decoding.
 - `HuggingFaceBackend`: `transformers.AutoModelForCausalLM`, installed on demand
   (`pip install 'lingcoder[hf]'`); chat uses the tokenizer's chat template.
 - `OpenAIBackend`: `/v1/completions` and `/v1/chat/completions` (vLLM, our server, ...), with the
-  key from $OPENAI_API_KEY when set. It speaks
-  HTTP with the standard library: two JSON POST calls do not justify a client dependency.
+  key from $OPENAI_API_KEY when set. It speaks HTTP with the standard library: two JSON POST calls
+  do not justify a client dependency.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import dataclasses
 import fcntl
 import functools
 import os
+import queue
 import secrets
 import selectors
 import shutil
@@ -323,8 +324,12 @@ def _write_fstab(path: Path, options: str) -> Path:
 
 
 class _MountHolder:
-    """The long-lived process whose mount namespace programs enter (started on first use, restarted
-    if it died; killed with this process by PR_SET_PDEATHSIG and at exit)."""
+    """The long-lived process whose mount namespace programs enter: started on first use, restarted
+    if it died, killed with this process (PR_SET_PDEATHSIG, and at exit).
+
+    It is spawned from a dedicated thread that lives exactly as long as it does, because the
+    parent-death signal fires when the spawning *thread* ends, and worker threads come and go.
+    """
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen | None = None
@@ -333,21 +338,37 @@ class _MountHolder:
     def namespace(self, command: tuple[str, ...]) -> str:
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
-                self._proc = subprocess.Popen(
+                self._proc = self._start(command)
+            return f"/proc/{self._proc.pid}/ns/mnt"
+
+    @staticmethod
+    def _start(command: tuple[str, ...]) -> subprocess.Popen:
+        started: queue.Queue = queue.Queue()
+
+        def spawn() -> None:
+            try:
+                proc = subprocess.Popen(
                     command,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     start_new_session=True,
                 )
-                if self._proc.stdout.readline() != b"ready\n":
-                    self._proc.kill()
-                    raise LingcoderError(
-                        f"cannot set up the sandbox mount namespace: "
-                        f"{self._proc.stderr.read().decode(errors='replace')[:200]}"
-                    )
-                atexit.register(self._proc.kill)
-            return f"/proc/{self._proc.pid}/ns/mnt"
+            except OSError as exc:
+                started.put(exc)
+                return
+            started.put(proc)
+            proc.wait()
+
+        threading.Thread(target=spawn, name="lingcoder-mount-holder", daemon=True).start()
+        proc = started.get()
+        if isinstance(proc, OSError) or proc.stdout.readline() != b"ready\n":
+            detail = str(proc) if isinstance(proc, OSError) else proc.stderr.read1().decode(errors="replace")
+            if not isinstance(proc, OSError):
+                proc.kill()
+            raise LingcoderError(f"cannot set up the sandbox mount namespace: {detail[:200]}")
+        atexit.register(proc.kill)
+        return proc
 
 
 _HOLDER = _MountHolder()
