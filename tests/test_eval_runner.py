@@ -164,3 +164,28 @@ def test_cli_eval_prints_a_table_and_errors_in_one_line(tmp_path, capsys, monkey
     assert exit_info.value.code == 2
     err = "".join(capsys.readouterr().err.split())  # rich wraps long lines
     assert "missing.jsonl:samplesfilenotfound" in err
+
+
+def test_missing_toolchain_is_skipped_in_results_and_summary(tmp_path, monkeypatch):
+    from lingcoder.evaluate import languages
+
+    fake = languages.Language("javascript", ("js",), {"node": (("no-such-node-xyz",), ("--version",))})
+    monkeypatch.setitem(languages.LANGUAGES, "javascript", fake)
+    languages._toolchain.cache_clear()
+    bench = tmp_path / "multipl.jsonl"
+    bench.write_text(
+        json.dumps({"name": "t1", "language": "js", "prompt": "function f() {\n", "tests": "f();\n"}) + "\n"
+    )
+    samples = samples_file(tmp_path / "s.jsonl", [{"task_id": "t1", "completion": "  return 1;\n}"}] * 2)
+    try:
+        summary = evaluate_samples(
+            samples, tmp_path / "out", benchmark="multipl-e", benchmark_file=bench, k=[1], progress=True
+        )
+    finally:
+        languages._toolchain.cache_clear()
+    rows = results(tmp_path / "out")
+    assert [r["verdict"] for r in rows] == ["skipped", "skipped"]
+    assert "no-such-node-xyz" in rows[0]["error"]
+    assert summary["per_language"]["javascript"]["skipped"] == 2
+    assert summary["pass_at_k"]["multipl-e"]["javascript"]["pass@1"] is None
+    assert "javascript toolchain missing" in summary["skipped"]["javascript"]
