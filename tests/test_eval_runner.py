@@ -141,7 +141,7 @@ def test_adaptive_timeout_times_the_reference_only_when_needed(tmp_path):
     )
     evaluate_samples(path, tmp_path / "out", k=[1], timeouts=Timeouts(min_timeout=1.0), progress=False)
     timed = json.loads((tmp_path / "out" / "reference_times.json").read_text())
-    assert list(timed) == ["HumanEval/2"] and 0 < timed["HumanEval/2"] < 1.0
+    assert list(timed) == ["HumanEval/2"] and timed["HumanEval/2"] > 0  # only the task that timed out
     assert [r["verdict"] for r in results(tmp_path / "out")] == ["passed", "timeout"]
 
 
