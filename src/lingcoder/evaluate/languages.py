@@ -291,6 +291,13 @@ _FILES = {
     "go": _go_files,
 }
 
+
+def _java_classpath() -> str:
+    """The working directory plus $LINGCODER_JAVA_CLASSPATH (MultiPL-E's Java problems import
+    org.javatuples: point it at javatuples-1.2.jar, readable by the sandbox user)."""
+    return os.pathsep.join(p for p in [".", os.environ.get("LINGCODER_JAVA_CLASSPATH", "")] if p)
+
+
 _BUILD = {
     "cpp": lambda t, f: [t["g++"], "-std=c++17", "-O1", "-o", "prog", "main.cpp"],
     "java": lambda t, f: [
@@ -301,6 +308,8 @@ _BUILD = {
         "-encoding",
         "UTF-8",
         "-nowarn",
+        "-cp",
+        _java_classpath(),
         "-d",
         ".",
         *f,
@@ -329,7 +338,7 @@ _RUN = {
         "-XX:TieredStopAtLevel=1",
         "-XX:-UsePerfData",
         "-cp",
-        ".",
+        _java_classpath(),
         "LingcoderMain" if "LingcoderMain" in "".join(f.values()) else Path(next(iter(f))).stem,
     ],
     "rust": lambda t, f: ["./prog"],
