@@ -181,3 +181,22 @@ def test_bad_benchmark_rows_name_the_line(tmp_path):
     bad.write_text(json.dumps(raw_evalplus) + "\n")
     with pytest.raises(LingcoderError, match="no `test` code"):
         load_benchmark("humaneval+", bad)
+
+
+def test_mbxp_python_tests_that_only_define_check_are_called(tmp_path):
+    row = {
+        "task_id": "MBPP/1",
+        "language": "python",
+        "prompt": "def double(x):\n",
+        "entry_point": "double",
+        "test": "def check(candidate):\n    assert candidate(2) == 4\n",
+        "canonical_solution": "    return 2 * x\n",
+    }
+    problem = load_benchmark("mbxp", write_jsonl(tmp_path / "mbxp.jsonl", [row])).problems["MBPP/1"]
+    assert (
+        run_program("python", problem.solution("    return 2 * x\n"), tests=problem.tests).status == "passed"
+    )
+    assert run_program("python", problem.solution("    return 0\n"), tests=problem.tests).status == "failed"
+    without_entry = {k: v for k, v in row.items() if k != "entry_point"}
+    with pytest.raises(LingcoderError, match="never call it"):
+        load_benchmark("mbxp", write_jsonl(tmp_path / "bad.jsonl", [without_entry]))

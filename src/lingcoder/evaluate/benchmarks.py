@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,6 +227,19 @@ def _multilingual(row: dict, where: str, name: str) -> Problem:
     except LingcoderError as exc:
         raise LingcoderError(f"{where}: {exc}") from None
     stop = tuple(row.get("stop_tokens") or ())
+    entry_point = row.get("entry_point", "")
+    if (
+        language == "python"
+        and re.search(r"^def check\(", tests, re.M)
+        and not re.search(r"^\w*check\(", tests, re.M)
+    ):
+        # mxeval-style tests define check(candidate) and leave the call to the harness.
+        if not entry_point:
+            raise LingcoderError(
+                f"{where}: tests define check(candidate) but never call it, and there is "
+                f"no entry_point to call it with"
+            )
+        tests = f"{tests}\n\ncheck({entry_point})\n"
     return Problem(
         str(task_id),
         language,
@@ -233,5 +247,5 @@ def _multilingual(row: dict, where: str, name: str) -> Problem:
         tests,
         reference=row.get("canonical_solution"),
         stop=stop,
-        entry_point=row.get("entry_point", ""),
+        entry_point=entry_point,
     )
