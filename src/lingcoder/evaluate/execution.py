@@ -6,8 +6,9 @@ token protocol of `languages.py`); without, a plain program passes when it exits
 data verifier calls this too.
 
 Verdicts: `passed`; `failed` (ran and exited without completing the tests: an assertion, an
-exception, an early exit); `timeout` (wall clock or CPU time); `error` (could not be judged: build
-error, killed by a signal or a limit, bad program layout); `skipped` (toolchain missing, with why).
+exception, an early exit); `timeout` (wall clock or CPU time, of the run or the build); `error`
+(could not be judged: build error, killed by a signal or a limit, bad program layout); `skipped`
+(toolchain missing, with why).
 """
 
 from __future__ import annotations
@@ -90,9 +91,13 @@ def run_program(
             built = sandbox.execute(build_argv, workdir, timeout=build_timeout, limits=BUILD_LIMITS, env=env)
             build_seconds = built.seconds
             if built.returncode != 0 or built.timed_out:
-                reason = "build timed out" if built.timed_out else f"build failed: {short_error(built)}"
+                status, reason = (
+                    ("timeout", f"build timed out after {build_timeout:g}s")
+                    if built.timed_out
+                    else ("error", f"build failed: {short_error(built)}")
+                )
                 return Verdict(
-                    "error", reason, build_seconds=build_seconds, stdout=built.stdout, stderr=built.stderr
+                    status, reason, build_seconds=build_seconds, stdout=built.stdout, stderr=built.stderr
                 )
             for name in files:
                 (workdir / name).unlink(missing_ok=True)
