@@ -9,6 +9,7 @@ from lingcoder.errors import LingcoderError
 from lingcoder.evaluate.benchmarks import load_benchmark
 from lingcoder.evaluate.execution import default_sandbox, run_program
 from lingcoder.evaluate.languages import get_language, toolchain
+from lingcoder.evaluate.prompts import instruct_messages
 from lingcoder.evaluate.runner import evaluate_samples
 
 
@@ -200,3 +201,18 @@ def test_mbxp_python_tests_that_only_define_check_are_called(tmp_path):
     without_entry = {k: v for k, v in row.items() if k != "entry_point"}
     with pytest.raises(LingcoderError, match="never call it"):
         load_benchmark("mbxp", write_jsonl(tmp_path / "bad.jsonl", [without_entry]))
+
+
+def test_mbpp_base_prompt_is_three_shot_when_the_examples_are_there(tmp_path):
+    shots = [
+        {**MBPP_ORIGINAL[0], "task_id": n, "text": f"Task {n}.", "code": f"def f{n}():\n    return {n}"}
+        for n in (2, 3, 4)
+    ]
+    bench = load_benchmark("mbpp", write_jsonl(tmp_path / "mbpp.jsonl", shots + MBPP_ORIGINAL))
+    prompt = bench.problems["Mbpp/11"].prompt
+    assert prompt.count("[BEGIN]") == 4 and prompt.count("[DONE]") == 3 and prompt.endswith("[BEGIN]\n")
+    assert "def f3():\n    return 3\n[DONE]" in prompt and bench.problems["Mbpp/11"].stop == ("[DONE]",)
+    (chat,) = instruct_messages(bench.problems["Mbpp/11"])  # chat models get the task alone
+    assert "[BEGIN]" not in chat["content"] and "double a number" in chat["content"]
+    zero_shot = load_benchmark("mbpp", write_jsonl(tmp_path / "one.jsonl", MBPP_ORIGINAL)).problems["Mbpp/11"]
+    assert "[BEGIN]" not in zero_shot.prompt

@@ -16,6 +16,7 @@ MBPP task ids are `Mbpp/<n>` (EvalPlus style); samples may also say `<n>`.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import re
@@ -62,6 +63,7 @@ class Problem:
     reference: str | None = None  # a completion known to pass (used for adaptive timeouts)
     stop: tuple[str, ...] = ()
     entry_point: str = ""
+    instruction: str = ""  # the request for chat models when it differs from the base prompt
 
     def solution(self, completion: str) -> str:
         return self.prompt + completion if self.prompt_is_code else completion
@@ -126,6 +128,8 @@ def load_benchmark(name: str, path: str | Path | None = None) -> Benchmark:
             aliases[problem.task_id.removeprefix("Mbpp/")] = problem.task_id
     if not problems:
         raise LingcoderError(f"{path}: no problems in this {key} file")
+    if key == "mbpp":
+        problems = _mbpp_three_shot(problems)
     return Benchmark(key, problems, aliases)
 
 
@@ -188,6 +192,9 @@ def _mbpp_id(task_id: object) -> str:
     return text if text.startswith("Mbpp/") else f"Mbpp/{text}"
 
 
+MBPP_SHOTS = ("Mbpp/2", "Mbpp/3", "Mbpp/4")  # the prompt-split tasks used as examples in the MBPP paper
+
+
 def _mbpp(row: dict, where: str, name: str) -> Problem:
     task_id, text, code, test_list = _need(row, where, "task_id", "text", "code", "test_list")
     tests = "\n".join([row.get("test_setup_code") or "", *test_list]) + "\n"
@@ -196,6 +203,21 @@ def _mbpp(row: dict, where: str, name: str) -> Problem:
         f"Your code should pass these tests:\n\n" + "\n".join(test_list) + "\n"
     )
     return Problem(_mbpp_id(task_id), "python", prompt, tests, prompt_is_code=False, reference=code)
+
+
+def _mbpp_three_shot(problems: dict[str, Problem]) -> dict[str, Problem]:
+    """MBPP's base-model prompt (Austin et al. 2021): three solved examples between [BEGIN] and
+    [DONE], then the task and [BEGIN]; generation stops at [DONE]. Zero-shot when the file lacks
+    the example tasks."""
+    if not all(t in problems for t in MBPP_SHOTS):
+        return problems
+    shots = "".join(f"{problems[t].prompt}[BEGIN]\n{problems[t].reference}\n[DONE]\n" for t in MBPP_SHOTS)
+    return {
+        task_id: dataclasses.replace(
+            problem, prompt=f"{shots}{problem.prompt}[BEGIN]\n", stop=("[DONE]",), instruction=problem.prompt
+        )
+        for task_id, problem in problems.items()
+    }
 
 
 def _mbpp_plus(row: dict, where: str, name: str) -> Problem:

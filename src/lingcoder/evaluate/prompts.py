@@ -40,7 +40,7 @@ def instruct_messages(problem: Problem) -> list[dict[str, str]]:
         )
     else:
         reply = f"Reply with the complete {lang} code in one ```{tag} fenced code block."
-        text = f"{problem.prompt.rstrip()}\n\n{reply}"
+        text = f"{(problem.instruction or problem.prompt).rstrip()}\n\n{reply}"
     return [{"role": "user", "content": text}]
 
 
