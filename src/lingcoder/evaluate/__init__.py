@@ -1,0 +1,5 @@
+"""Evaluation: benchmarks, a sandbox for model-written code, languages, pass@k, generation backends.
+
+Entry points: `runner.run_eval` (the `lingcoder eval` command), `runner.evaluate_samples` (judge a
+samples file) and `execution.run_program` (judge one program; reused to verify synthetic data).
+"""

@@ -1,0 +1,214 @@
+"""Generation backends: our checkpoints, Hugging Face models, any OpenAI-compatible endpoint.
+
+Each backend answers `complete(prompts, settings)` (base models: continue the text) and
+`chat(conversations, settings)` (instruct models), returning `settings.n` texts per input with
+stop strings applied. Temperature 0 means greedy decoding.
+
+- `CheckpointBackend`: our own `lingcoder.serve.generate` on a checkpoint directory; chat uses the
+  Ling chat template (`<role>HUMAN</role>...<role>ASSISTANT</role>`).
+- `HuggingFaceBackend`: `transformers.AutoModelForCausalLM`, installed on demand
+  (`pip install 'lingcoder[hf]'`); chat uses the tokenizer's chat template.
+- `OpenAIBackend`: `/v1/completions` and `/v1/chat/completions` (vLLM, our server, ...), with the
+  key from $OPENAI_API_KEY when set. It speaks HTTP with the standard library: two JSON POST calls
+  do not justify a client dependency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lingcoder.errors import LingcoderError
+from lingcoder.evaluate.prompts import cut_at_stop
+
+LING_CHAT_STOP = ("<|endoftext|>", "<role>")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    stop: tuple[str, ...] = field(default=())
+    seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.max_tokens < 1:
+            raise LingcoderError(f"n={self.n}, max_tokens={self.max_tokens}: both must be >= 1")
+        if self.n > 1 and self.temperature == 0:
+            raise LingcoderError(
+                f"n={self.n} samples with temperature 0 would be identical: set --temperature"
+            )
+
+
+class CheckpointBackend:
+    """Our checkpoints through `lingcoder.serve.generate` (imported when first used)."""
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu") -> None:
+        try:
+            from lingcoder.serve.generate import generate, load_for_generation
+        except ImportError as exc:
+            raise LingcoderError(f"the checkpoint backend needs lingcoder.serve.generate ({exc})") from None
+        if not Path(model_dir).is_dir():
+            raise LingcoderError(f"{model_dir}: checkpoint directory not found")
+        self._generate = generate
+        self.model, self.tokenizer = load_for_generation(model_dir, device=device)
+
+    def complete(self, prompts: list[str], settings: GenerationSettings) -> list[list[str]]:
+        batch = [p for p in prompts for _ in range(settings.n)]
+        texts = self._generate(
+            self.model,
+            self.tokenizer,
+            batch,
+            max_new_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            stop=list(settings.stop) or None,
+            seed=settings.seed,
+        )
+        texts = [cut_at_stop(t, settings.stop) for t in texts]
+        return [texts[i * settings.n : (i + 1) * settings.n] for i in range(len(prompts))]
+
+    def chat(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[list[str]]:
+        prompts = [ling_chat_prompt(c) for c in conversations]
+        stop = tuple(dict.fromkeys([*settings.stop, *LING_CHAT_STOP]))
+        return self.complete(prompts, dataclasses.replace(settings, stop=stop))
+
+
+def ling_chat_prompt(messages: list[dict]) -> str:
+    """The Ling chat template, ending with the assistant's turn."""
+    roles = {"system": "SYSTEM", "user": "HUMAN", "assistant": "ASSISTANT"}
+    text = "".join(f"<role>{roles[m['role']]}</role>{m['content']}" for m in messages)
+    return text + "<role>ASSISTANT</role>"
+
+
+class HuggingFaceBackend:
+    """A `transformers` causal LM (local path or hub id already in the local cache)."""
+
+    def __init__(self, model: str, device: str = "cpu") -> None:
+        try:
+            import torch
+            import transformers
+        except ImportError:
+            raise LingcoderError("the hf backend needs transformers: pip install 'lingcoder[hf]'") from None
+        self.torch = torch
+        self.device = device
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(model)
+        self.model = transformers.AutoModelForCausalLM.from_pretrained(model).to(device).eval()
+
+    def complete(self, prompts: list[str], settings: GenerationSettings) -> list[list[str]]:
+        outputs = []
+        for prompt in prompts:
+            inputs = self.tokenizer(prompt, return_tensors="pt").to(self.device)
+            sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
+            if settings.seed is not None:
+                self.torch.manual_seed(settings.seed)
+            with self.torch.no_grad():
+                tokens = self.model.generate(
+                    **inputs,
+                    max_new_tokens=settings.max_tokens,
+                    num_return_sequences=settings.n,
+                    pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                    **(sampling if settings.temperature > 0 else {"do_sample": False}),
+                )
+            new = tokens[:, inputs["input_ids"].shape[1] :]
+            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            outputs.append([cut_at_stop(t, settings.stop) for t in texts])
+        return outputs
+
+    def chat(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[list[str]]:
+        prompts = [
+            self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+            for c in conversations
+        ]
+        return self.complete(prompts, settings)
+
+
+class OpenAIBackend:
+    """An OpenAI-compatible HTTP endpoint; `base_url` ends in `/v1` (e.g. http://host:8000/v1)."""
+
+    def __init__(
+        self, base_url: str, model: str, api_key: str | None = None, parallel: int = 8, timeout: float = 600.0
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
+        self.parallel = parallel
+        self.timeout = timeout
+
+    def complete(self, prompts: list[str], settings: GenerationSettings) -> list[list[str]]:
+        def one(prompt: str) -> list[str]:
+            reply = self._post("/completions", {"prompt": prompt, **self._sampling(settings)})
+            return [cut_at_stop(c.get("text") or "", settings.stop) for c in _choices(reply, settings.n)]
+
+        with ThreadPoolExecutor(self.parallel) as pool:
+            return list(pool.map(one, prompts))
+
+    def chat(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[list[str]]:
+        def one(messages: list[dict]) -> list[str]:
+            reply = self._post("/chat/completions", {"messages": messages, **self._sampling(settings)})
+            texts = [(c.get("message") or {}).get("content") or "" for c in _choices(reply, settings.n)]
+            return [cut_at_stop(t, settings.stop) for t in texts]
+
+        with ThreadPoolExecutor(self.parallel) as pool:
+            return list(pool.map(one, conversations))
+
+    def _sampling(self, settings: GenerationSettings) -> dict:
+        body = {
+            "model": self.model,
+            "n": settings.n,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "max_tokens": settings.max_tokens,
+        }
+        if settings.stop:
+            body["stop"] = list(settings.stop)
+        if settings.seed is not None:
+            body["seed"] = settings.seed
+        return body
+
+    def _post(self, path: str, body: dict) -> dict:
+        url = self.base_url + path
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:300]
+            raise LingcoderError(f"{url}: HTTP {exc.code}: {detail}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise LingcoderError(f"{url}: cannot reach the endpoint ({exc})") from None
+        except json.JSONDecodeError:
+            raise LingcoderError(f"{url}: the reply is not JSON") from None
+
+
+def _choices(reply: dict, n: int) -> list[dict]:
+    choices = sorted(reply.get("choices") or [], key=lambda c: c.get("index", 0))
+    if len(choices) != n:
+        raise LingcoderError(f"the endpoint returned {len(choices)} choices, expected n={n}")
+    return choices
+
+
+def make_backend(
+    kind: str, model: str, *, base_url: str | None = None, device: str = "cpu", api_key: str | None = None
+):
+    """Build a backend by name: `checkpoint`, `hf` or `openai`."""
+    if kind == "checkpoint":
+        return CheckpointBackend(model, device=device)
+    if kind == "hf":
+        return HuggingFaceBackend(model, device=device)
+    if kind == "openai":
+        if not base_url:
+            raise LingcoderError("the openai backend needs --base-url (e.g. http://localhost:8000/v1)")
+        return OpenAIBackend(base_url, model, api_key=api_key)
+    raise LingcoderError(f"backend {kind!r}: unknown (known: checkpoint, hf, openai)")

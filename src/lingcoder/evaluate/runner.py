@@ -1,0 +1,346 @@
+"""`lingcoder eval`: judge a samples file against a benchmark (and, with a backend, write it first).
+
+Judging runs each sample through `run_program` on a pool of worker threads (each only waits on
+its sandboxed subprocess), shows a progress bar, appends each result as it finishes (so an
+interrupted run resumes: samples already in DIR/results.jsonl with the same digest are skipped),
+and finally writes results.jsonl in input order and summary.json (formats in `results.py`).
+
+Timeouts are adaptive as in EvalPlus: a task's limit is max(min_timeout, timeout_factor x the wall
+time of its reference solution run in the same sandbox); tasks without a (passing) reference get
+`default_timeout`; a fixed `timeout` overrides all of this. The reference is run lazily: a sample is
+first run with `min_timeout`, and only if it times out is the task's reference timed (once, cached
+in DIR/reference_times.json) and the sample re-run with the larger limit when there is one. Since
+a program that ends within `min_timeout` ends the same way under any larger limit, the verdicts
+equal those of timing every reference up front, at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lingcoder.errors import LingcoderError
+from lingcoder.evaluate import results as results_io
+from lingcoder.evaluate.backends import GenerationSettings, make_backend
+from lingcoder.evaluate.benchmarks import Benchmark, Problem, load_benchmark
+from lingcoder.evaluate.execution import Verdict, run_program
+from lingcoder.evaluate.generation import generate_samples
+from lingcoder.evaluate.languages import get_language, toolchain
+from lingcoder.evaluate.samples import Sample, read_samples
+from lingcoder.evaluate.sandbox import Sandbox
+
+REFERENCE_TIMES = "reference_times.json"
+GENERATION = "generation.json"  # how DIR/samples.jsonl was generated (backend, model, mode, settings)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    timeout: float | None = None  # fixed limit for every program; None = adaptive
+    min_timeout: float = 4.0
+    timeout_factor: float = 4.0
+    default_timeout: float = 10.0
+
+    def describe(self) -> dict:
+        if self.timeout is not None:
+            return {"mode": "fixed", "seconds": self.timeout}
+        return {
+            "mode": "adaptive",
+            "min_timeout": self.min_timeout,
+            "timeout_factor": self.timeout_factor,
+            "default_timeout": self.default_timeout,
+        }
+
+
+def run_eval(
+    out: str | Path,
+    *,
+    samples: str | Path | None = None,
+    benchmark: str = "humaneval",
+    benchmark_file: str | Path | None = None,
+    backend: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+    device: str = "cpu",
+    mode: str = "base",
+    n: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_tokens: int = 512,
+    stop: list[str] | None = None,
+    tasks: list[str] | None = None,
+    k: list[int] | None = None,
+    workers: int | None = None,
+    timeout: float | None = None,
+    min_timeout: float = 4.0,
+    timeout_factor: float = 4.0,
+    use_namespaces: bool = True,
+    progress: bool = True,
+) -> dict:
+    """`lingcoder eval`: judge `samples`, or first generate DIR/samples.jsonl with `backend` + `model`
+    (for all tasks, or only `tasks`)."""
+    timeouts = Timeouts(timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor)
+    if samples is None:
+        if backend is None or model is None:
+            raise LingcoderError("eval needs --samples FILE, or --backend and --model to generate samples")
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        bench = load_benchmark(benchmark, benchmark_file)
+        if tasks:
+            bench = bench.subset(tasks)
+        settings = GenerationSettings(
+            n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=tuple(stop or ())
+        )
+        samples = out_dir / "samples.jsonl"
+        _check_generation_record(
+            out_dir / GENERATION,
+            {
+                "benchmark": bench.name,
+                "backend": backend,
+                "model": model,
+                "base_url": base_url,
+                "mode": mode,
+                "settings": dataclasses.asdict(settings),
+            },
+        )
+        generator = make_backend(backend, model, base_url=base_url, device=device)
+        with _progress(progress, Console(stderr=True)) as bar:
+            task = bar.add_task("generating", total=len(bench.problems))
+            generate_samples(
+                bench,
+                generator,
+                samples,
+                mode=mode,
+                settings=settings,
+                on_task_done=lambda: bar.advance(task),
+            )
+    return evaluate_samples(
+        samples,
+        out,
+        benchmark=benchmark,
+        benchmark_file=benchmark_file,
+        k=k,
+        workers=workers,
+        timeouts=timeouts,
+        use_namespaces=use_namespaces,
+        progress=progress,
+    )
+
+
+def _check_generation_record(path: Path, record: dict) -> None:
+    """Write how samples are generated; refuse to add to samples generated differently."""
+    record = json.loads(json.dumps(record))  # tuples -> lists, as read back from disk
+    if path.exists():
+        before = json.loads(path.read_text())
+        if before != record:
+            changed = sorted(k for k in record if before.get(k) != record.get(k))
+            raise LingcoderError(
+                f"{path}: samples in this directory were generated with other "
+                f"{', '.join(changed)}; use a fresh --out"
+            )
+        return
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def evaluate_samples(
+    samples: str | Path,
+    out: str | Path,
+    *,
+    benchmark: str = "humaneval",
+    benchmark_file: str | Path | None = None,
+    k: list[int] | None = None,
+    workers: int | None = None,
+    timeouts: Timeouts = Timeouts(),
+    use_namespaces: bool = True,
+    progress: bool = True,
+    console: Console | None = None,
+) -> dict:
+    """Judge every sample in `samples`; write DIR/results.jsonl and DIR/summary.json; print the table
+    (on `console`, default stdout) and return the summary."""
+    bench = load_benchmark(benchmark, benchmark_file)
+    all_samples = read_samples(samples)
+    problems = [bench.problem(s.task_id, f"{samples}:{s.line}") for s in all_samples]
+    ks = sorted(set(k or [1, 10, 100]))
+    if any(x < 1 for x in ks):
+        raise LingcoderError(f"k={ks}: every k must be >= 1")
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sandbox = Sandbox(use_namespaces=use_namespaces)
+    workers = workers or os.cpu_count() or 1
+    console = console or Console(width=max(Console().width, 132))
+
+    done = results_io.read_results(out_dir)
+    for index, row in done.items():
+        if index >= len(all_samples) or row.get("digest") != all_samples[index].digest:
+            raise LingcoderError(
+                f"{out_dir / results_io.RESULTS}: row for sample {index} does not match "
+                f"{samples} (different samples file?); use a fresh --out directory"
+            )
+    pending = [(s, p) for s, p in zip(all_samples, problems, strict=True) if s.index not in done]
+    references = _ReferenceTimes(out_dir / REFERENCE_TIMES, timeouts, sandbox)
+    completion_ids = _completion_ids(all_samples)
+
+    with (
+        open(out_dir / results_io.RESULTS, "a", encoding="utf-8") as handle,
+        _progress(progress, Console(stderr=True)) as bar,
+        ThreadPoolExecutor(max_workers=workers) as pool,
+    ):
+        task = bar.add_task("judging", total=len(all_samples), completed=len(all_samples) - len(pending))
+        futures = {pool.submit(_judge, s, p, timeouts, references, sandbox): (s, p) for s, p in pending}
+        for future in as_completed(futures):
+            sample, problem = futures[future]
+            verdict = future.result()
+            row = _row(sample, problem, completion_ids[sample.index], verdict)
+            done[sample.index] = row
+            results_io.append_result(handle, row)
+            bar.advance(task)
+
+    rows = [done[i] for i in range(len(all_samples))]
+    results_io.write_results(out_dir, rows)
+    summary = _summary(rows, bench, samples, ks, sandbox, timeouts)
+    generation = out_dir / GENERATION
+    if generation.exists() and Path(samples).resolve() == (out_dir / "samples.jsonl").resolve():
+        summary["generation"] = json.loads(generation.read_text())
+    results_io.write_summary(out_dir, summary)
+    results_io.print_table(summary, console)
+    return summary
+
+
+def _judge(
+    sample: Sample, problem: Problem, timeouts: Timeouts, references: _ReferenceTimes, sandbox: Sandbox
+) -> Verdict:
+    def run(limit: float) -> Verdict:
+        return run_program(
+            problem.language,
+            problem.solution(sample.completion),
+            tests=problem.tests,
+            timeout=limit,
+            sandbox=sandbox,
+        )
+
+    if timeouts.timeout is not None:
+        return run(timeouts.timeout)
+    if problem.reference is None:
+        return run(timeouts.default_timeout)
+    verdict = run(timeouts.min_timeout)
+    if verdict.status == "timeout":
+        limit = references.limit(problem)
+        if limit > timeouts.min_timeout:
+            verdict = run(limit)
+    return verdict
+
+
+class _ReferenceTimes:
+    """Wall time of each task's reference solution, measured once in the sandbox and kept on disk."""
+
+    def __init__(self, path: Path, timeouts: Timeouts, sandbox: Sandbox) -> None:
+        self.path, self.timeouts, self.sandbox = path, timeouts, sandbox
+        self.seconds: dict[str, float | None] = json.loads(path.read_text()) if path.exists() else {}
+        self.lock = threading.Lock()
+        self.task_locks: dict[str, threading.Lock] = {}
+
+    def limit(self, problem: Problem) -> float:
+        with self.lock:
+            task_lock = self.task_locks.setdefault(problem.task_id, threading.Lock())
+        with task_lock:
+            if problem.task_id not in self.seconds:
+                verdict = run_program(
+                    problem.language,
+                    problem.solution(problem.reference),
+                    tests=problem.tests,
+                    timeout=self.timeouts.default_timeout,
+                    sandbox=self.sandbox,
+                )
+                with self.lock:
+                    self.seconds[problem.task_id] = round(verdict.seconds, 4) if verdict.passed else None
+                    self.path.write_text(json.dumps(self.seconds, indent=1, sort_keys=True) + "\n")
+        reference = self.seconds[problem.task_id]
+        if reference is None:
+            return self.timeouts.default_timeout
+        return max(self.timeouts.min_timeout, self.timeouts.timeout_factor * reference)
+
+
+def _row(sample: Sample, problem: Problem, completion_id: int, verdict: Verdict) -> dict:
+    return {
+        "sample": sample.index,
+        "line": sample.line,
+        "task_id": problem.task_id,
+        "completion_id": completion_id,
+        "language": problem.language,
+        "passed": verdict.passed,
+        "verdict": verdict.status,
+        "seconds": round(verdict.seconds, 3),
+        "error": verdict.error[:300],
+        "digest": sample.digest,
+    }
+
+
+def _completion_ids(samples: list[Sample]) -> dict[int, int]:
+    seen: dict[str, int] = {}
+    ids = {}
+    for s in samples:
+        ids[s.index] = seen.get(s.task_id, 0)
+        seen[s.task_id] = ids[s.index] + 1
+    return ids
+
+
+def _summary(
+    rows: list[dict], bench: Benchmark, samples, ks: list[int], sandbox: Sandbox, timeouts: Timeouts
+) -> dict:
+    pass_at, per_language = results_io.summarize(rows, bench.name, ks)
+    skipped, versions = {}, {}
+    for lang in per_language:
+        chain = toolchain(get_language(lang), sandbox)
+        if chain.missing:
+            skipped[lang] = chain.missing
+        else:
+            versions[lang] = chain.version
+    return {
+        "benchmark": bench.name,
+        "samples_file": str(samples),
+        "n_samples": len(rows),
+        "n_tasks": len({r["task_id"] for r in rows}),
+        "k": ks,
+        "pass_at_k": pass_at,
+        "per_language": per_language,
+        "skipped": skipped,
+        "toolchains": versions,
+        "isolation": sandbox.isolation().describe(),
+        "timeouts": timeouts.describe(),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *args, **kwargs):
+        return 0
+
+    def advance(self, *args, **kwargs):
+        pass
+
+
+def _progress(enabled: bool, console: Console):
+    if not enabled:
+        return _NoProgress()
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
