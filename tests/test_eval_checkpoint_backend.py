@@ -1,4 +1,4 @@
-"""Our own checkpoints as a generation backend (needs lingcoder.model and lingcoder.serve).
+"""Our own checkpoints as a generation backend (`lingcoder.serve.generate`).
 
 Bookkeeping only: a tiny random model writes nonsense, so this checks that every task gets its
 samples and every sample its verdict, not that anything passes.
@@ -7,13 +7,11 @@ samples and every sample its verdict, not that anything passes.
 import json
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from lingcoder.data.tokenizer import train_tokenizer
 from lingcoder.evaluate.execution import VERDICTS
 from lingcoder.evaluate.runner import run_eval
-
-lingcoder_model = pytest.importorskip("lingcoder.model")
-pytest.importorskip("lingcoder.serve.generate")
+from lingcoder.model import BailingMoeConfig, BailingMoeForCausalLM
 
 TASKS = ["HumanEval/0", "HumanEval/1"]
 
@@ -21,21 +19,9 @@ TASKS = ["HumanEval/0", "HumanEval/1"]
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny-checkpoint")
-    config = lingcoder_model.BailingMoeConfig.preset("tiny")
-    lingcoder_model.BailingMoeForCausalLM(config).save_pretrained(directory)
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=min(config.vocab_size, 512),
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator(
-        ["def f(x):\n    return x + 1\n", "import math\nprint('hello')\n"] * 20, trainer
-    )
-    assert tokenizer.get_vocab_size() <= config.vocab_size
-    tokenizer.save(str(directory / "tokenizer.json"))
+    tokenizer = train_tokenizer(["def f(x):\n    return x + 1\n", "import math\nprint('hello')\n"] * 20, 512)
+    config = BailingMoeConfig.preset("tiny", vocab_size=tokenizer.get_vocab_size())
+    BailingMoeForCausalLM(config).save_pretrained(directory, tokenizer=tokenizer)
     return directory
 
 
