@@ -118,14 +118,15 @@ def generate_cmd(
 # -- demo --------------------------------------------------------------------------------------
 @app.command("demo")
 def demo_cmd(
-    out: str = typer.Option("runs/demo", help="Output directory."),
-    steps: int = typer.Option(60, help="Training steps."),
-    seed: int = typer.Option(0, help="Random seed."),
+    out: str = typer.Option("runs/demo", help="Output directory (replaced)."),
+    config: str = typer.Option("configs/tiny.toml", help="Pretraining config."),
+    set_: list[str] = typer.Option([], "--set", help="Override the pretraining config, e.g. train.seed=1."),
+    eval_tasks: int = typer.Option(20, help="HumanEval tasks to evaluate the model on."),
 ) -> None:
-    """Train the tiny model on embedded stdlib code, save, reload and generate (CPU, ~1-2 minutes)."""
+    """Curate embedded code, train a tokenizer, tokenize, pretrain the tiny model, generate, evaluate."""
     from lingcoder.demo import run_demo
 
-    run_demo(out, steps=steps, seed=seed)
+    run_demo(out, config=config, overrides=set_, eval_tasks=eval_tasks)
 
 
 # -- tokenizer, tokenize, pretrain -------------------------------------------------------------
