@@ -45,3 +45,17 @@ def test_saved_files_load_back_and_describe_the_chat_template(stdlib_tokenizer, 
 def test_too_small_vocab_is_a_clear_error():
     with pytest.raises(LingcoderError, match="vocab_size 100 is too small"):
         train_tokenizer(["abc"], vocab_size=100)
+
+
+def test_chat_template_renders_lings_format_from_openai_roles():
+    import jinja2
+
+    from lingcoder.data.tokenizer import CHAT_TEMPLATE
+
+    template = jinja2.Environment().from_string(CHAT_TEMPLATE)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Add 1 and 2."},
+                {"role": "assistant", "content": "3"}, {"role": "HUMAN", "content": "Now 2 and 2."}]
+    assert template.render(messages=messages, add_generation_prompt=True) == (
+        "<role>SYSTEM</role>Be brief.<role>HUMAN</role>Add 1 and 2.<role>ASSISTANT</role>3<|endoftext|>"
+        "<role>HUMAN</role>Now 2 and 2.<role>ASSISTANT</role>"
+    )

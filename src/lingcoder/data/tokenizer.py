@@ -22,10 +22,11 @@ ROLE_OPEN, ROLE_CLOSE = "<role>", "</role>"
 # EOS first, so that it gets id 0 (the small presets' eos/pad id).
 SPECIAL_TOKENS = [EOS, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD, REPO_NAME, FILE_SEP, ROLE_OPEN, ROLE_CLOSE]
 # Ling's chat format: <role>SYSTEM</role>{system}<role>HUMAN</role>{user}<role>ASSISTANT</role>{answer}
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<role>{{ message['role'] | upper }}</role>{{ message['content'] }}"
-    "{% if message['role'] | upper == 'ASSISTANT' %}" + EOS + "{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<role>ASSISTANT</role>{% endif %}"
+CHAT_TEMPLATE = (  # OpenAI role names map to Ling's: user -> HUMAN
+    "{% for message in messages %}{% set role = message['role'] | upper %}"
+    "{% if role == 'USER' %}{% set role = 'HUMAN' %}{% endif %}"
+    "<role>{{ role }}</role>{{ message['content'] }}{% if role == 'ASSISTANT' %}" + EOS + "{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}<role>ASSISTANT</role>{% endif %}"
 )
 
 
