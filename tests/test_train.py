@@ -206,3 +206,13 @@ def test_bad_input_fails_before_training(tokens_dir, tmp_path):
         pretrain(load_pretrain_config(config, [f'data.tokens="{missing}"']))
     result = lingcoder("pretrain", str(config), "--set", "train.micro_batch_size=0")
     assert result.returncode == 2 and "train.micro_batch_size must be > 0" in result.stderr
+
+
+def test_torch_compile_trains_like_eager(tokens_dir, tmp_path):
+    phase = ['phases=[{name="p",tokens=512,mixture={"file-high"=1.0},schedule={kind="constant",lr_start=1e-3}}]']
+    eager = pretrain(load_pretrain_config(write_config(tmp_path, tokens_dir, "eager"), phase))
+    compiled = pretrain(load_pretrain_config(write_config(tmp_path, tokens_dir, "compiled"),
+                                             [*phase, "train.compile=true"]))
+    assert compiled.steps == eager.steps == 2
+    losses = train_losses(tmp_path / "eager"), train_losses(tmp_path / "compiled")
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)

@@ -93,20 +93,29 @@ class GroupedExperts(nn.Module):
         token_N = order_N // K
         counts_E = torch.bincount(flat_expert_N, minlength=E)
         offsets_E = counts_E.cumsum(0).to(torch.int32)
-        dtype = compute_dtype(x_TD)
-        w_gate, w_up, w_down = (w.to(dtype) for w in (self.gate_proj, self.up_proj, self.down_proj))
-        x_ND = x_TD[token_N].to(dtype)
-        h_NF = F.silu(torch._grouped_mm(x_ND, w_gate.mT, offs=offsets_E))
-        h_NF = h_NF * torch._grouped_mm(x_ND, w_up.mT, offs=offsets_E)
-        out_ND = torch._grouped_mm(h_NF, w_down.mT, offs=offsets_E)
+        out_ND = grouped_swiglu(x_TD[token_N], self.gate_proj, self.up_proj, self.down_proj, offsets_E)
         weighted_ND = out_ND.float() * topk_w_TK.reshape(-1)[order_N, None]
         y_TD = torch.zeros(T, x_TD.shape[1], device=x_TD.device, dtype=torch.float32)
         return y_TD.index_add_(0, token_N, weighted_ND).to(x_TD.dtype), counts_E
 
 
+@torch.compiler.disable  # the meta kernel torch.compile traces with accepts bf16 only
+def grouped_swiglu(x_ND, w_gate_EFD, w_up_EFD, w_down_EDF, offsets_E):
+    """All experts' SwiGLU over expert-sorted token copies: three grouped GEMMs."""
+    dtype = compute_dtype(x_ND)
+    w_gate, w_up, w_down = (w.to(dtype) for w in (w_gate_EFD, w_up_EFD, w_down_EDF))
+    x_ND = x_ND.to(dtype)
+    h_NF = F.silu(torch._grouped_mm(x_ND, w_gate.mT, offs=offsets_E))
+    h_NF = h_NF * torch._grouped_mm(x_ND, w_up.mT, offs=offsets_E)
+    return torch._grouped_mm(h_NF, w_down.mT, offs=offsets_E)
+
+
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """Autocast does not cover `_grouped_mm`, so apply its dtype by hand (bf16 training on GPU)."""
+    """Autocast does not cover `_grouped_mm`, so apply its dtype by hand; on CUDA the grouped GEMM
+    is bf16-only, so fp32/fp16 models run their experts in bf16 there."""
     device = x.device.type
+    if device == "cuda":
+        return torch.bfloat16
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
 
 
