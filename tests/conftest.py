@@ -1,6 +1,8 @@
 """Shared fixtures: small random models that run in milliseconds on a CPU."""
 
 import dataclasses
+import sysconfig
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -8,8 +10,16 @@ import pytest
 import torch
 
 from lingcoder.data.tokenize import tokenize, train_tokenizer_on_parquet
-from lingcoder.demo import embedded_text
 from lingcoder.model import BailingMoeConfig, BailingMoeForCausalLM
+
+# Small, stable, pure-Python standard-library modules: real code every installation carries.
+STDLIB_MODULES = ["textwrap", "string", "bisect", "heapq", "fnmatch", "shlex", "glob", "colorsys", "keyword",
+                  "calendar", "copy", "queue", "sched", "statistics", "graphlib", "operator", "functools", "random"]
+
+
+def embedded_text() -> list[str]:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    return [(stdlib / f"{name}.py").read_text(encoding="utf-8") for name in STDLIB_MODULES]
 
 
 def micro_config(**overrides) -> BailingMoeConfig:

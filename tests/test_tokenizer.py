@@ -6,8 +6,9 @@ import pytest
 from tokenizers import Tokenizer
 
 from lingcoder.data.tokenizer import EOS, FILE_SEP, SPECIAL_TOKENS, save_tokenizer, train_tokenizer
-from lingcoder.demo import embedded_text
 from lingcoder.errors import LingcoderError
+
+from .conftest import embedded_text
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +22,6 @@ from lingcoder.serve.generate import generate, load_for_generation
 from lingcoder.train.config import load_pretrain_config
 from lingcoder.train.loop import pretrain
 
-# Small, stable, pure-Python standard-library modules: text that every installation carries.
-DEMO_MODULES = ["textwrap", "string", "bisect", "heapq", "fnmatch", "shlex", "glob", "colorsys", "keyword",
-                "calendar", "copy", "queue", "sched", "statistics", "graphlib", "operator", "functools", "random"]
-
 
 @dataclass
 class DemoResult:
@@ -37,13 +32,6 @@ class DemoResult:
     unigram_entropy: float
     samples: dict[str, str]
     pass_at_1: float
-
-
-def embedded_text() -> list[str]:
-    """The text of `DEMO_MODULES` (a small fixed corpus for tests and examples)."""
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    return [(stdlib / f"{name}.py").read_text(encoding="utf-8") for name in DEMO_MODULES
-            if (stdlib / f"{name}.py").is_file()]
 
 
 def run_demo(out: str | Path, config: str | Path = "configs/tiny.toml", sources: list[str] | None = None,

@@ -4,7 +4,7 @@ HF-style entry point (`from_pretrained`, `save_pretrained`, `model(input_ids, ..
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -125,7 +125,6 @@ class CausalLMOutput:
     tokens_per_expert: torch.Tensor | None = None  # [num MoE layers, E], detached
     router_entropy: torch.Tensor | None = None  # [num MoE layers], detached
     cache: KVCache | None = None
-    extras: dict = field(default_factory=dict)
 
 
 class BailingMoeForCausalLM(nn.Module):
