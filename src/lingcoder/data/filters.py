@@ -13,6 +13,7 @@ Reasons: `decode_size`: the reader's problems (`unreadable`, `vanished`, `symlin
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
@@ -77,8 +78,9 @@ class RuleFilter(CurationFilter):
             return True
         return self.check(doc)
 
+    @abstractmethod
     def check(self, doc: Document):
-        raise NotImplementedError
+        """(keep, reason) for one code document; each rule class implements it."""
 
 
 class LineLengthFilter(RuleFilter):
