@@ -119,7 +119,7 @@ def load_benchmark(name: str, path: str | Path | None = None) -> Benchmark:
     }[key]
     problems: dict[str, Problem] = {}
     aliases: dict[str, str] = {}
-    for where, row in read_rows(path):
+    for _, where, row in read_rows(path):
         problem = loader(row, where, key)
         if problem.task_id in problems:
             raise LingcoderError(f"{where}: duplicate task_id {problem.task_id!r}")
@@ -133,8 +133,9 @@ def load_benchmark(name: str, path: str | Path | None = None) -> Benchmark:
     return Benchmark(key, problems, aliases)
 
 
-def read_rows(path: Path) -> Iterator[tuple[str, dict]]:
-    """Yield (`file:line`, row) from a .jsonl, .jsonl.gz or .parquet file; bad lines are errors."""
+def read_rows(path: Path) -> Iterator[tuple[int, str, dict]]:
+    """Yield (line or row number, `file:line`, row) from a .jsonl, .jsonl.gz or .parquet file; bad lines
+    are errors. Blank lines are skipped."""
     if path.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
@@ -143,7 +144,7 @@ def read_rows(path: Path) -> Iterator[tuple[str, dict]]:
                 f"{path}: reading parquet needs pyarrow (pip install pyarrow), or convert the file to JSONL"
             ) from None
         for i, row in enumerate(pq.read_table(path).to_pylist(), 1):
-            yield f"{path}:row {i}", row
+            yield i, f"{path}:row {i}", row
         return
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as handle:
@@ -157,7 +158,7 @@ def read_rows(path: Path) -> Iterator[tuple[str, dict]]:
                 raise LingcoderError(f"{where}: not valid JSON ({exc.msg})") from None
             if not isinstance(row, dict):
                 raise LingcoderError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            yield where, row
+            yield lineno, where, row
 
 
 def _need(row: dict, where: str, *keys: str) -> list:

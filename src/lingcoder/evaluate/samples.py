@@ -7,11 +7,11 @@ malformed line is an error naming the file and line, never skipped: every sample
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from lingcoder.errors import LingcoderError
+from lingcoder.evaluate.benchmarks import read_rows
 
 
 @dataclass(frozen=True)
@@ -32,25 +32,15 @@ def read_samples(path: str | Path) -> list[Sample]:
     if not path.is_file():
         raise LingcoderError(f"{path}: samples file not found")
     samples = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, text in enumerate(handle, 1):
-            if not text.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise LingcoderError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise LingcoderError(f"{where}: expected a JSON object with task_id and completion")
-            task_id, completion = row.get("task_id"), row.get("completion")
-            if not isinstance(task_id, str | int) or isinstance(task_id, bool):
-                raise LingcoderError(f"{where}: missing or invalid `task_id` (a string or integer)")
-            if not isinstance(completion, str):
-                raise LingcoderError(
-                    f"{where}: missing or invalid `completion` (a string), got {type(completion).__name__}"
-                )
-            samples.append(Sample(len(samples), lineno, str(task_id), completion))
+    for lineno, where, row in read_rows(path):
+        task_id, completion = row.get("task_id"), row.get("completion")
+        if not isinstance(task_id, str | int) or isinstance(task_id, bool):
+            raise LingcoderError(f"{where}: missing or invalid `task_id` (a string or integer)")
+        if not isinstance(completion, str):
+            raise LingcoderError(
+                f"{where}: missing or invalid `completion` (a string), got {type(completion).__name__}"
+            )
+        samples.append(Sample(len(samples), lineno, str(task_id), completion))
     if not samples:
         raise LingcoderError(f"{path}: no samples in this file")
     return samples
