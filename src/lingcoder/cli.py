@@ -115,18 +115,19 @@ def generate_cmd(
             print("-" * 40)
 
 
-# -- demo --------------------------------------------------------------------------------------
-@app.command("demo")
-def demo_cmd(
-    out: str = typer.Option("runs/demo", help="Output directory (replaced)."),
-    config: str = typer.Option("configs/tiny.toml", help="Pretraining config."),
-    set_: list[str] = typer.Option([], "--set", help="Override the pretraining config, e.g. train.seed=1."),
-    eval_tasks: int = typer.Option(20, help="HumanEval tasks to evaluate the model on."),
+# -- recipe ------------------------------------------------------------------------------------
+@app.command("recipe")
+def recipe_cmd(
+    config: str = typer.Argument("configs/tiny.toml", help="The recipe's TOML file (every stage's tables)."),
+    out: str = typer.Option(None, "--out", help="Run directory (default: the config's [run] out)."),
+    set_: list[str] = typer.Option([], "--set", help="Override any config value, e.g. train.seed=1."),
+    from_stage: str = typer.Option(None, "--from", help="Rerun from this stage even if it is complete."),
+    until: str = typer.Option(None, "--until", help="Stop after this stage."),
 ) -> None:
-    """Curate embedded code, train a tokenizer, tokenize, pretrain the tiny model, generate, evaluate."""
-    from lingcoder.demo import run_demo
+    """Curate -> tokenizer -> tokenize -> pretrain -> synth -> SFT -> DPO -> eval -> report, resuming."""
+    from lingcoder.recipe import recipe
 
-    run_demo(out, config=config, overrides=set_, eval_tasks=eval_tasks)
+    recipe(config, overrides=set_, out=out, from_stage=from_stage, until=until, console=Console())
 
 
 # -- tokenizer, tokenize, pretrain -------------------------------------------------------------

@@ -78,8 +78,9 @@ class CurateConfig:
     min_repo_files: int = 2
 
 
-def load_config(path: str | None = None, overrides: list[str] | None = None) -> CurateConfig:
-    data = load_toml(path) if path else {}
+def load_config(path: str | dict | None = None, overrides: list[str] | None = None) -> CurateConfig:
+    """From a TOML file of CurateConfig fields, or from such a table already read (a recipe's [curate])."""
+    data = path if isinstance(path, dict) else load_toml(path) if path else {}
     return from_dict(CurateConfig, apply_overrides(data, overrides or []))
 
 
@@ -160,7 +161,7 @@ def curate(
     executor: str = "local",
     benchmarks: list[str] | None = None,
     classifier_data: str | None = None,
-    config: str | None = None,
+    config: str | dict | None = None,
     overrides: list[str] | None = None,
     quiet: bool = False,
 ) -> dict | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lingcoder.config import apply_overrides, from_dict, load_toml
+from lingcoder.config import apply_overrides, from_dict, load_toml, without_tables
 from lingcoder.errors import LingcoderError
 from lingcoder.model import BailingMoeConfig
 from lingcoder.model.config import model_config_from_table
@@ -69,7 +69,7 @@ class PretrainConfig:
 
 def load_pretrain_config(path: str | Path, overrides: list[str] = ()) -> PretrainConfig:
     """Read a pretraining TOML file; `--set section.key=value` overrides any value."""
-    data = apply_overrides(load_toml(path), list(overrides))
+    data = without_tables(apply_overrides(load_toml(path), list(overrides)))
     model = model_config_from_table(data.pop("model", {}))
     data.setdefault("phases", [])
     config = from_dict(PretrainConfig, {**data, "model": model})

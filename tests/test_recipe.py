@@ -1,0 +1,137 @@
+"""`lingcoder recipe`: every stage into one run directory, skipped when complete, resumed when cut short."""
+
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from lingcoder.errors import LingcoderError
+from lingcoder.recipe import recipe
+
+CONFIG = """
+[run]
+out = "unused"
+workers = 2
+
+[curate]
+sources = ["{repos}"]
+
+[tokenize]
+vocab_size = 512
+val_fraction = 0.1
+
+[model]
+preset = "tiny"
+vocab_size = 512
+
+[data]
+seq_len = 64
+eval_tokens = 2048
+
+[train]
+micro_batch_size = 4
+eval_every = 4
+checkpoint_every = 4
+keep_checkpoints = 3
+
+[[phases]]
+name = "one"
+tokens = 2048
+mixture = {{ "file-high" = 1.0, "file-low" = 1.0, "repo" = 1.0 }}
+schedule = {{ kind = "cosine", lr_start = 3e-3, lr_end = 3e-4 }}
+
+[eval]
+tasks = 2
+mode = "base"
+max_tokens = 32
+"""
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("recipe")
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for repo, modules in {"textkit": ["textwrap", "string", "shlex"], "algos": ["bisect", "heapq", "graphlib"]}.items():
+        (root / "repos" / repo).mkdir(parents=True)
+        for module in modules:
+            shutil.copy(stdlib / f"{module}.py", root / "repos" / repo / f"{module}.py")
+    path = root / "recipe.toml"
+    path.write_text(CONFIG.format(repos=root / "repos"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(config, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    recipe(config, out=run)
+    return run
+
+
+def stage_times(run: Path) -> dict[str, str]:
+    return {name: entry["finished_at"] + str(entry["seconds"])
+            for name, entry in json.loads((run / "recipe.json").read_text())["stages"].items()}
+
+
+def test_every_stage_writes_its_outputs(finished_run):
+    record = json.loads((finished_run / "recipe.json").read_text())
+    assert list(record["stages"]) == ["curate", "tokenizer", "tokenize", "pretrain", "eval"]
+    assert all(entry["status"] == "done" for entry in record["stages"].values())
+    assert (finished_run / "curated" / "stats.json").is_file()
+    assert (finished_run / "tokens" / "index.json").is_file()
+    checkpoint = Path(record["stages"]["pretrain"]["outputs"][0])
+    assert checkpoint.parent == finished_run / "pretrain" / "checkpoints" and (checkpoint / "config.json").is_file()
+    summary = json.loads((finished_run / "eval" / "summary.json").read_text())
+    assert summary["n_tasks"] == 2 and record["config"]["eval"]["tasks"] == 2
+
+
+def test_a_finished_run_is_skipped_and_an_edit_reruns_from_the_stage_it_touches(config, finished_run):
+    before = stage_times(finished_run)
+    recipe(config, out=finished_run)
+    assert stage_times(finished_run) == before
+
+    recipe(config, out=finished_run, overrides=["eval.max_tokens=16"])
+    after = stage_times(finished_run)
+    assert {name for name in before if after[name] != before[name]} == {"eval"}
+
+    recipe(config, out=finished_run, overrides=["eval.max_tokens=16"], from_stage="tokenize", until="tokenize")
+    assert {name for name in after if stage_times(finished_run)[name] != after[name]} == {"tokenize"}
+
+
+def test_an_interrupted_pretraining_resumes_from_its_last_checkpoint(config, finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    record_path = run / "recipe.json"
+    text = record_path.read_text().replace(str(finished_run), str(run))
+    record = json.loads(text)
+    # As if killed after the step-4 checkpoint: the stage started, its last checkpoint never written.
+    checkpoints = sorted((run / "pretrain" / "checkpoints").iterdir())
+    shutil.rmtree(checkpoints[-1])
+    record["stages"]["pretrain"] = {"status": "started", "fingerprint": record["stages"]["pretrain"]["fingerprint"]}
+    record_path.write_text(json.dumps(record))
+
+    recipe(config, out=run)
+    record = json.loads(record_path.read_text())
+    assert record["stages"]["pretrain"]["status"] == "done"
+    assert Path(record["stages"]["pretrain"]["outputs"][0]).name == checkpoints[-1].name
+    resumed = [r for r in map(json.loads, (run / "pretrain" / "metrics.jsonl").read_text().splitlines())
+               if r["kind"] == "train"]
+    original = [r for r in map(json.loads, (finished_run / "pretrain" / "metrics.jsonl").read_text().splitlines())
+                if r["kind"] == "train"]
+    last = {r["step"]: r["lm_loss"] for r in resumed}
+    assert last == {r["step"]: r["lm_loss"] for r in original}  # exact resume: the same losses
+    assert (run / "eval" / "summary.json").is_file()
+
+
+def test_bad_input_is_one_clear_error(config, tmp_path):
+    with pytest.raises(LingcoderError, match="--from 'pretrian': unknown stage"):
+        recipe(config, out=tmp_path, from_stage="pretrian")
+    (tmp_path / "recipe.json").write_text("{not json")
+    with pytest.raises(LingcoderError, match="recipe.json: not valid JSON"):
+        recipe(config, out=tmp_path)
+    result = subprocess.run([sys.executable, "-m", "lingcoder", "recipe", str(tmp_path / "missing.toml")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "config file not found" in result.stderr
