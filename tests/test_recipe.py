@@ -1,6 +1,7 @@
 """`lingcoder recipe`: every stage into one run directory, skipped when complete, resumed when cut short."""
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -8,8 +9,10 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+import torch
 
 from lingcoder.errors import LingcoderError
+from lingcoder.experiment import completion_loss, experiment
 from lingcoder.recipe import recipe
 
 CONFIG = """
@@ -19,14 +22,24 @@ workers = 2
 
 [curate]
 sources = ["{repos}"]
+quality = {{ high_quality_threshold = 40.0 }}  # most of these files are high quality: a held-out set exists
 
 [tokenize]
 vocab_size = 512
-val_fraction = 0.1
+val_fraction = 0.3
 
-[model]
+[model]  # the tests' micro model: every code path, a fraction of the cost
 preset = "tiny"
 vocab_size = 512
+hidden_size = 32
+num_hidden_layers = 2
+num_attention_heads = 4
+num_key_value_heads = 2
+head_dim = 8
+num_experts = 8
+num_experts_per_tok = 2
+moe_intermediate_size = 16
+intermediate_size = 48
 
 [data]
 seq_len = 64
@@ -41,7 +54,7 @@ keep_checkpoints = 3
 [[phases]]
 name = "one"
 tokens = 2048
-mixture = {{ "file-high" = 1.0, "file-low" = 1.0, "repo" = 1.0 }}
+mixture = {{ "file-high" = 1.0, "repo" = 1.0 }}
 schedule = {{ kind = "cosine", lr_start = 3e-3, lr_end = 3e-4 }}
 
 [eval]
@@ -55,7 +68,9 @@ max_tokens = 32
 def config(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("recipe")
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    for repo, modules in {"textkit": ["textwrap", "string", "shlex"], "algos": ["bisect", "heapq", "graphlib"]}.items():
+    repos = {"textkit": ["textwrap", "string", "shlex", "fnmatch", "glob", "keyword"],
+             "algos": ["bisect", "heapq", "graphlib", "colorsys", "calendar", "statistics"]}
+    for repo, modules in repos.items():
         (root / "repos" / repo).mkdir(parents=True)
         for module in modules:
             shutil.copy(stdlib / f"{module}.py", root / "repos" / repo / f"{module}.py")
@@ -135,3 +150,48 @@ def test_bad_input_is_one_clear_error(config, tmp_path):
     result = subprocess.run([sys.executable, "-m", "lingcoder", "recipe", str(tmp_path / "missing.toml")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "config file not found" in result.stderr
+
+
+def test_experiment_compares_moe_with_dense_and_curated_with_raw(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    results = experiment(run, seeds=2, eval_tasks=1, workers=1)
+    moe_dense = results["moe_vs_dense"]
+    assert [(r["model"], r["seed"]) for r in moe_dense["runs"]] == [("moe", 0), ("dense", 0), ("moe", 1), ("dense", 1)]
+    moe, dense = moe_dense["runs"][:2]
+    assert dense["total_params"] < moe["total_params"]
+    assert abs(dense["activated_params"] - moe["activated_params"]) / moe["activated_params"] < 0.02
+    assert all(math.isfinite(r["val_loss"]) and r["val_curve"] for r in moe_dense["runs"])
+    assert moe_dense["runs"][0]["val_loss"] != moe_dense["runs"][2]["val_loss"]  # seeds differ
+    raw_vs = results["curated_vs_raw"]
+    assert [r["data"] for r in raw_vs["runs"]] == ["curated", "raw", "curated", "raw"]
+    for r in raw_vs["runs"]:
+        assert math.isfinite(r["heldout_loss"]) and math.isfinite(r["humaneval_canonical_loss"])
+        assert 0.0 <= r["pass_at_1"] <= 1.0
+    raw_index = json.loads((run / "experiment" / "curated_vs_raw" / "raw-tokens" / "index.json").read_text())
+    curated_index = json.loads((run / "tokens" / "index.json").read_text())
+    assert raw_index["val_fraction"] == curated_index["val_fraction"] and raw_index["seed"] == curated_index["seed"]
+    assert json.loads((run / "experiment" / "results.json").read_text()) == results
+
+    done = sorted((run / "experiment").glob("*/*/result.json"))
+    stamps = [p.stat().st_mtime_ns for p in done]
+    assert experiment(run, seeds=2, eval_tasks=1, workers=1, parts=["moe_vs_dense"]) == results  # nothing retrained
+    assert [p.stat().st_mtime_ns for p in done] == stamps
+
+
+def test_completion_loss_counts_only_the_completion_tokens(micro_model):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"<|endoftext|>": 0, **{chr(c): i + 1 for i, c in enumerate(range(32, 127))}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    prompt, completion = "def f(", "x):"
+    ids = [0] + tokenizer.encode(prompt + completion).ids
+    logits = micro_model(torch.tensor([ids[:-1]])).logits[0]
+    expected = torch.nn.functional.cross_entropy(logits[len(prompt):], torch.tensor(ids[len(prompt) + 1:]))
+    assert completion_loss(micro_model, tokenizer, [(prompt, completion)]) == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_experiment_needs_a_recipe_run(tmp_path):
+    with pytest.raises(LingcoderError, match="not a recipe run directory"):
+        experiment(tmp_path)

@@ -130,6 +130,20 @@ def recipe_cmd(
     recipe(config, overrides=set_, out=out, from_stage=from_stage, until=until, console=Console())
 
 
+@app.command("experiment")
+def experiment_cmd(
+    run_dir: str = typer.Argument(..., help="A recipe run directory (its tokenizer and tokens are reused)."),
+    seeds: int = typer.Option(3, help="Training seeds per arm."),
+    scale: float = typer.Option(1.0, help="Multiply every phase's token budget (e.g. 0.5 for a quicker look)."),
+    eval_tasks: int = typer.Option(20, help="HumanEval tasks for pass@1 in the curated-vs-raw part."),
+    part: list[str] = typer.Option(["moe_vs_dense", "curated_vs_raw"], help="Which comparison(s) to run."),
+) -> None:
+    """MoE vs dense and curated vs raw data, at small scale, on a recipe run's data; results for the report."""
+    from lingcoder.experiment import experiment
+
+    experiment(run_dir, seeds=seeds, scale=scale, eval_tasks=eval_tasks, parts=part, console=Console())
+
+
 # -- tokenizer, tokenize, pretrain -------------------------------------------------------------
 tokenizer_app = typer.Typer(help="Train a byte-level BPE tokenizer.", no_args_is_help=True)
 app.add_typer(tokenizer_app, name="tokenizer")

@@ -69,7 +69,12 @@ class PretrainConfig:
 
 def load_pretrain_config(path: str | Path, overrides: list[str] = ()) -> PretrainConfig:
     """Read a pretraining TOML file; `--set section.key=value` overrides any value."""
-    data = without_tables(apply_overrides(load_toml(path), list(overrides)))
+    return pretrain_config_from_dict(apply_overrides(load_toml(path), list(overrides)))
+
+
+def pretrain_config_from_dict(data: dict) -> PretrainConfig:
+    """The pretraining tables of a config already read (the other stages' tables are skipped)."""
+    data = without_tables(data)
     model = model_config_from_table(data.pop("model", {}))
     data.setdefault("phases", [])
     config = from_dict(PretrainConfig, {**data, "model": model})
