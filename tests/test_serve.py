@@ -215,6 +215,36 @@ def test_clients_that_leave_free_their_rows(url, client):
     assert client.completions.create(model=NAME, prompt="x", max_tokens=2).choices[0].finish_reason
 
 
+def test_requests_joining_and_leaving_a_running_batch_decode_as_if_alone(direct):
+    model, tokenizer = direct
+    prompts = {"running": [5, 6, 7], "longer prompt": list(range(10, 70)), "one token": [8], "brief": [9, 10]}
+    max_new = {"running": 150, "longer prompt": 40, "one token": 30, "brief": 3}
+    texts, finished = {name: "" for name in prompts}, {name: threading.Event() for name in prompts}
+    started = threading.Event()
+
+    def collect(name):
+        def on_update(update):
+            texts[name] += update.text
+            started.set()
+            if update.finish_reason:
+                finished[name].set()
+        return on_update
+
+    engine = Engine(model, tokenizer, max_batch_size=4).start()
+    try:
+        engine.submit(GenerationRequest(prompts["running"], SamplingParams(max_new["running"]), collect("running")))
+        assert started.wait(30)  # the first row is decoding; the others join it (one with a longer prompt)
+        for name in ["longer prompt", "one token", "brief"]:
+            engine.submit(GenerationRequest(prompts[name], SamplingParams(max_new[name]), collect(name)))
+        assert all(event.wait(60) for event in finished.values())
+    finally:
+        engine.stop()
+    for name, prompt in prompts.items():
+        ids = generate_ids(model, [prompt], SamplingParams(max_new[name]), eos_token_id=model.config.eos_token_id)[0]
+        assert texts[name] == tokenizer.decode(ids, skip_special_tokens=False), name
+    assert engine.stats.max_rows_in_step >= 2 and engine.stats.decoded_tokens > engine.stats.decode_steps
+
+
 def test_a_failing_request_ends_alone_and_the_engine_goes_on(direct):
     model, tokenizer = direct
     engine = Engine(model, tokenizer, max_batch_size=4).start()

@@ -235,12 +235,18 @@ class Engine:
         by_request: dict[GenerationRequest, list[int]] = {}
         for i, row in enumerate(rows):
             by_request.setdefault(row.request, []).append(i)
+        greedy = any(r.params.temperature == 0 for r in by_request)
+        greedy_ids = logits_BV.argmax(dim=-1).tolist() if greedy else []  # one device sync for all greedy rows
         for request, indices in by_request.items():
             if request.cancelled:
                 continue
-            index = torch.tensor(indices, device=logits_BV.device)
-            tokens = sample_next(logits_BV.index_select(0, index), request.params, self._generators[request])
-            for i, token in zip(indices, tokens.tolist(), strict=True):
+            if request.params.temperature == 0:
+                tokens = [greedy_ids[i] for i in indices]
+            else:
+                index = torch.tensor(indices, device=logits_BV.device)
+                tokens = sample_next(logits_BV.index_select(0, index), request.params,
+                                     self._generators[request]).tolist()
+            for i, token in zip(indices, tokens, strict=True):
                 self._report(rows[i], rows[i].accept(token))
 
     def _report(self, row: _Row, update: ChoiceUpdate | None) -> None:
