@@ -345,7 +345,7 @@ async def _api_error(request: Request, exc: ApiError) -> Response:
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     message = f"{request.method} {request.url.path}: {exc.detail}"
-    return await _api_error(request, ApiError(exc.status_code, message, code=str(exc.status_code)))
+    return await _api_error(request, ApiError(exc.status_code, message))
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
