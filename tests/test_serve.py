@@ -17,9 +17,9 @@ import torch
 
 from lingcoder.data.tokenizer import train_tokenizer
 from lingcoder.errors import LingcoderError
-from lingcoder.evaluate.backends import ling_chat_prompt
 from lingcoder.evaluate.runner import run_eval
 from lingcoder.model import BailingMoeForCausalLM
+from lingcoder.serve.chat_template import ChatTemplate
 from lingcoder.serve.engine import Engine, GenerationRequest
 from lingcoder.serve.generate import SamplingParams, generate, generate_ids, load_for_generation
 from lingcoder.serve.server import serve_in_background
@@ -115,13 +115,15 @@ def test_stop_strings_and_max_tokens(client, direct):
     assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 3
 
 
-def test_chat_renders_the_checkpoints_template_and_ends_the_turn(client, direct):
+def test_chat_renders_the_checkpoints_template_and_ends_the_turn(client, direct, checkpoint):
     model, tokenizer = direct
     messages = [{"role": "system", "content": "You write Python."}, {"role": "user", "content": "Sort a list."}]
-    expected = generate(model, tokenizer, [ling_chat_prompt(messages)], max_new_tokens=32, stop=CHAT_STOPS)[0]
+    prompt = ChatTemplate.from_model_dir(checkpoint).render(messages)
+    assert prompt == "<role>SYSTEM</role>You write Python.<role>HUMAN</role>Sort a list.<role>ASSISTANT</role>"
+    expected = generate(model, tokenizer, [prompt], max_new_tokens=32, stop=CHAT_STOPS)[0]
     reply = client.chat.completions.create(model=NAME, messages=messages, max_tokens=32, temperature=0)
     assert reply.choices[0].message.content == expected and reply.choices[0].message.role == "assistant"
-    prompt_ids = tokenizer.encode(ling_chat_prompt(messages), add_special_tokens=False).ids
+    prompt_ids = tokenizer.encode(prompt, add_special_tokens=False).ids
     assert reply.usage.prompt_tokens == len(prompt_ids)
     parts = [{"role": "system", "content": [{"type": "text", "text": "You write Python."}]}, messages[1]]
     again = client.chat.completions.create(model=NAME, messages=parts, max_completion_tokens=32, temperature=0)
