@@ -26,7 +26,7 @@ TRAIN_LOSS_KEYS = ("lm_loss", "loss", "sft_loss", "dpo_loss")
 
 def png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
 
 
@@ -311,6 +311,7 @@ def pass_at_k_bars(scores: list[tuple[str, dict[str, float | None]]]) -> Figure:
             ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), "n/a" if v is None else f"{100 * v:.1f}",
                     ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, [label for label, _ in scores], fontsize=9)
+    ax.set_xlim(-0.6, len(scores) - 0.4)
     ax.set_ylim(0, 105)
     ax.set_ylabel("pass@k (%)")
     ax.legend(fontsize=8)
@@ -326,9 +327,9 @@ def per_task_grid(tasks: list[tuple[str, int, int]], title: str, columns: int = 
     grid = np.full((rows, columns), np.nan)
     for i, (_, passed, judged) in enumerate(tasks):
         grid[i // columns, i % columns] = passed / judged if judged else np.nan
-    fig = Figure(layout="constrained", figsize=(WIDTH, 1.0 + 0.42 * rows))
+    fig = Figure(layout="constrained", figsize=(max(5.0, min(WIDTH, 2.5 + 0.45 * columns)), 1.2 + 0.45 * rows))
     ax = fig.subplots()
-    image = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    image = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1)
     for i, (task_id, _, judged) in enumerate(tasks):
         ax.text(i % columns, i // columns, task_id.rsplit("/", 1)[-1] if judged else "skip", ha="center",
                 va="center", fontsize=6)

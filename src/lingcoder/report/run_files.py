@@ -55,6 +55,8 @@ def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
 
 
 def require(data: dict, keys: tuple[str, ...], where: str | Path) -> None:
+    if not isinstance(data, dict):
+        raise LingcoderError(f"{where}: expected a JSON object, found {type(data).__name__}")
     missing = [k for k in keys if k not in data]
     if missing:
         raise LingcoderError(f"{where}: missing {', '.join(missing)}")
@@ -177,6 +179,8 @@ def load_experiment(run: Path) -> dict | None:
         if part not in results:
             continue
         require(results[part], ("tokens", "steps", "seeds", "runs"), f"{path} [{part}]")
+        if not isinstance(results[part]["runs"], list):
+            raise LingcoderError(f"{path} [{part}]: runs must be a list")
         for i, row in enumerate(results[part]["runs"]):
             require(row, fields, f"{path} [{part}.runs[{i}]]")
             curve = row["val_curve"]

@@ -275,8 +275,13 @@ def count_verdicts(rows: list[dict]) -> dict[str, int]:
 def model_card_section(run: Path, recipe: dict | None) -> Section:
     title = "6. Model card"
     checkpoint = final_checkpoint(run)
-    if checkpoint is None and recipe is None:
-        return not_run("model-card", title, "no checkpoint and no recipe.json in this run directory.")
+    seen = []
+    for stage in TRAINING_STAGES:
+        records = load_metrics(run, stage)
+        if records and "tokens" in records[-1]:
+            seen.append([stage, records[-1]["step"], records[-1]["tokens"]])
+    if checkpoint is None and recipe is None and not seen:
+        return not_run("model-card", title, "no checkpoint, training metrics or recipe.json in this run directory.")
     section = Section("model-card", title)
     if checkpoint is not None:
         config = BailingMoeConfig.load(checkpoint)
@@ -294,11 +299,6 @@ def model_card_section(run: Path, recipe: dict | None) -> Section:
             ["expert width / dense width", f"{config.moe_intermediate_size} / {config.intermediate_size}"],
             ["vocabulary / context", f"{config.vocab_size} / {config.max_position_embeddings}"],
         ])
-    seen = []
-    for stage in TRAINING_STAGES:
-        records = load_metrics(run, stage)
-        if records and "tokens" in records[-1]:
-            seen.append([stage, records[-1]["step"], records[-1]["tokens"]])
     if seen:
         section.table(["training stage", "steps", "tokens seen"], seen)
     stages = (recipe or {}).get("stages", {})
