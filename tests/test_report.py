@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from lingcoder.cli import main
 from lingcoder.data.curate import curate
 from lingcoder.data.decontaminate import humaneval_path
 from lingcoder.data.fim import document_rng
@@ -191,9 +192,11 @@ def run_dir(tmp_path_factory) -> Path:
     write(run / "experiment" / "results.json", json.dumps(EXPERIMENT))
     write(run / "recipe.json", json.dumps({
         "config": {"curate": {"quality": {"high_quality_threshold": 90.0}}},
-        "stages": {"curate": {"seconds": 1.5, "outputs": ["curated"], "finished_at": "2026-01-01T00:00:00+00:00"},
-                   "pretrain": {"seconds": 12.25, "outputs": ["pretrain"],
-                                "finished_at": "2026-01-01T00:01:00+00:00"}}}))
+        "stages": {"curate": {"status": "done", "fingerprint": "a", "seconds": 1.5, "outputs": [str(run / "curated")],
+                              "finished_at": "2026-01-01T00:00:00+00:00"},
+                   "pretrain": {"status": "done", "fingerprint": "b", "seconds": 12.25,
+                                "outputs": [str(run / "pretrain")], "finished_at": "2026-01-01T00:01:00+00:00"},
+                   "eval": {"status": "started", "fingerprint": "c"}}}))
     return run
 
 
@@ -273,6 +276,8 @@ def test_the_page_reports_the_runs_own_numbers(run_dir, report):
     assert f">{tokens:,}<" in text  # tokens seen
     assert ">50.00<" in text and ">100.00<" in text  # pass@1 and pass@2 of 3 right + 3 wrong samples
     assert ">12.2<" in text or ">12.3<" in text  # a recipe stage's seconds
+    assert ">started<" in text  # an unfinished stage
+    assert "(threshold 90, recipe.json)" in text
     moe = statistics.mean([4.0, 4.2]), statistics.stdev([4.0, 4.2])
     assert f"{moe[0]:.4f} ± {moe[1]:.4f}" in text
     assert "4.2500 (1 seed)" in text
@@ -371,20 +376,25 @@ def test_a_malformed_file_is_a_clear_error_naming_it(tmp_path, name, content, me
 
 
 # -- the command line ------------------------------------------------------------------------------
-def lingcoder(*args):
-    return subprocess.run([sys.executable, "-m", "lingcoder", *args], capture_output=True, text=True, timeout=300)
+def lingcoder(monkeypatch, capsys, *args) -> tuple[int, str]:
+    """`lingcoder ARGS` through the CLI's entry point, in this process: (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["lingcoder", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr().err
 
 
-def test_cli_writes_the_report_and_reports_bad_input_in_one_line(run_dir, tmp_path):
+def test_cli_writes_the_report_and_reports_bad_input_in_one_line(run_dir, tmp_path, monkeypatch, capsys):
     shutil.copytree(run_dir / "experiment", tmp_path / "run" / "experiment")
-    result = lingcoder("report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html"))
-    assert result.returncode == 0, result.stderr
-    assert f"report -> {tmp_path / 'r.html'}" in result.stderr
+    code, err = lingcoder(monkeypatch, capsys, "report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html"),
+                          "--usage-documents", "4")
+    assert code == 0, err
+    assert f"report -> {tmp_path / 'r.html'}" in err
     assert set(page(tmp_path / "r.html").figures) == {"experiment-moe_vs_dense", "experiment-curated_vs_raw"}
     write(tmp_path / "bad" / "eval" / "summary.json", "[]")
-    bad = lingcoder("report", str(tmp_path / "bad"))
-    assert bad.returncode == 2 and "summary.json: expected a JSON object" in bad.stderr
-    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    code, err = lingcoder(monkeypatch, capsys, "report", str(tmp_path / "bad"))
+    assert code == 2 and "summary.json: expected a JSON object" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 # -- a real browser ------------------------------------------------------------------------------

@@ -319,4 +319,4 @@ def report_command(
     from lingcoder.report import write_report
 
     path = write_report(run_dir, out, device=device, usage_documents=usage_documents, usage_tokens=usage_tokens)
-    console.print(f"report -> {path}")
+    console.print(f"report -> {path}", soft_wrap=True)

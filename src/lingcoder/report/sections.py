@@ -46,7 +46,8 @@ def curation_section(run: Path, recipe: dict | None) -> Section:
     section = Section("curation", title)
     section.text(f"{stats['documents_in']:,} documents ({human_bytes(stats['bytes_in'])}) in; "
                  f"{stats['kept']['documents']:,} kept ({human_bytes(stats['kept']['bytes'])}): "
-                 f"{stats['high_quality']:,} high and {stats['low_quality']:,} low quality; "
+                 f"{stats['high_quality']:,} high and {stats['low_quality']:,} low quality (threshold "
+                 f"{curation.threshold:g}, {curation.threshold_source}); "
                  f"{stats['dropped']['documents']:,} dropped ({human_bytes(stats['dropped']['bytes'])}); "
                  f"{stats['unaccounted']} unaccounted; {stats.get('repo_samples', 0):,} repository samples "
                  f"({stats.get('repo_samples_dropped', 0):,} dropped)"
@@ -303,9 +304,10 @@ def model_card_section(run: Path, recipe: dict | None) -> Section:
         section.table(["training stage", "steps", "tokens seen"], seen)
     stages = (recipe or {}).get("stages", {})
     if stages:
-        rows = [[name, f"{s.get('seconds', 0):,.1f}", s.get("finished_at", "")] for name, s in stages.items()]
-        rows.append(["total", f"{sum(s.get('seconds', 0) for s in stages.values()):,.1f}", ""])
-        section.table(["recipe stage", "seconds", "finished at"], rows)
+        rows = [[name, s.get("status", ""), f"{s['seconds']:,.1f}" if "seconds" in s else "-",
+                 s.get("finished_at", "")] for name, s in stages.items()]
+        rows.append(["total", "", f"{sum(s.get('seconds', 0) for s in stages.values()):,.1f}", ""])
+        section.table(["recipe stage", "status", "seconds", "finished at"], rows)
     if checkpoint is not None:
         section.details("config.json", preformatted((checkpoint / "config.json").read_text()))
     if recipe is not None and "config" in recipe:
