@@ -37,6 +37,7 @@ from lingcoder.report import expert_usage as expert_usage_module
 from lingcoder.report import write_report
 from lingcoder.report.expert_usage import cached_expert_usage
 from lingcoder.report.page import Section, figure_html, render_page
+from lingcoder.report.plots import subsample
 from lingcoder.train.config import load_pretrain_config
 from lingcoder.train.loop import pretrain
 from lingcoder.train.metrics import read_metrics
@@ -342,6 +343,22 @@ def test_each_stage_is_optional(run_dir, tmp_path):
     assert "predates per-expert load records" in (older / "report.html").read_text()
 
 
+def test_a_long_run_is_drawn_from_evenly_spaced_records(tmp_path):
+    rng = np.random.default_rng(0)
+    records = []
+    for step in range(1, 1001):
+        share_LE = rng.dirichlet(np.ones(4), size=3)
+        records.append({"kind": "train", "step": step, "phase": "stage1" if step <= 600 else "anneal",
+                        "tokens": 64 * step, "lr": 1e-3, "lm_loss": 5.0 - step / 1000,
+                        "expert_load": share_LE.round(5).tolist()})
+    write(tmp_path / "pretrain" / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    parsed = page(write_report(tmp_path))
+    assert set(parsed.figures) == {"training-pretrain", "expert-load-pretrain"}
+    kept = subsample(records)
+    assert len(kept) == 300 and kept[0]["step"] == 1 and kept[-1]["step"] == 1000
+    assert np.diff([r["step"] for r in kept]).max() <= 4
+
+
 MALFORMED = [
     ("curated/stats.json", "{not json", "curated/stats.json: not valid JSON"),
     ("curated/stats.json", '{"documents_in": 3}', "curated/stats.json: missing bytes_in"),
@@ -349,6 +366,7 @@ MALFORMED = [
     ("pretrain/metrics.jsonl", '{"kind": "train", "step": 1}\n{"kind": "tra', "pretrain/metrics.jsonl:2: not valid"),
     ("pretrain/metrics.jsonl", '{"kind": "train", "step": 1, "expert_load": [[0.5, 0.5], [1.0]]}\n',
      "`expert_load` changes shape"),
+    ("pretrain/metrics.jsonl", '{"kind": "train", "step": [1]}\n', "pretrain/metrics.jsonl: not a metrics file"),
     ("eval/summary.json", '{"benchmark": "humaneval"}', "eval/summary.json: missing k, pass_at_k, per_language"),
     ("experiment/results.json", '{"moe_vs_dense": {"tokens": 1, "steps": 1, "seeds": [0], "runs": [{"model": "moe"}]}}',
      "experiment/results.json [moe_vs_dense.runs[0]]: missing seed"),

@@ -18,7 +18,7 @@ from lingcoder.data.funnel import STEP_ORDER
 
 DPI = 100
 WIDTH = 11.0  # inches; the page is about 1,100 px wide
-MAX_HEATMAP_COLUMNS = 300  # steps beyond this are subsampled evenly
+MAX_HEATMAP_COLUMNS = 300  # logged steps drawn at most in a heatmap (evenly spaced)
 STEP_COLORS = {"in": "#4c72b0", "kept": "#55a868", **{s: c for s, c in zip(
     STEP_ORDER, ["#c44e52", "#dd8452", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"], strict=True)}}
 TRAIN_LOSS_KEYS = ("lm_loss", "loss", "sft_loss", "dpo_loss")
@@ -224,8 +224,11 @@ def training_curves(records: list[dict], title: str) -> Figure:
 
 
 # -- experts -------------------------------------------------------------------------------------
-def subsample(n: int, most: int = MAX_HEATMAP_COLUMNS) -> np.ndarray:
-    return np.arange(n) if n <= most else np.unique(np.linspace(0, n - 1, most).round().astype(int))
+def subsample(records: list, most: int = MAX_HEATMAP_COLUMNS) -> list:
+    """At most `most` of `records`, evenly spaced, first and last included."""
+    if len(records) <= most:
+        return records
+    return [records[i] for i in np.unique(np.linspace(0, len(records) - 1, most).round().astype(int))]
 
 
 def small_multiples(count: int, height: float, columns: int = 4) -> tuple[Figure, list]:
@@ -241,9 +244,8 @@ def small_multiples(count: int, height: float, columns: int = 4) -> tuple[Figure
 def expert_load_heatmaps(steps_R: list[int], share_RLE: np.ndarray, layer_labels: list[str]) -> Figure:
     """One heatmap per MoE layer: experts x steps, colour = the expert's share of routed tokens
     relative to a uniform share (1 = balanced)."""
-    keep = subsample(len(steps_R))
-    steps = np.asarray(steps_R)[keep]
-    relative_RLE = share_RLE[keep] * share_RLE.shape[2]
+    steps = np.asarray(steps_R)
+    relative_RLE = share_RLE * share_RLE.shape[2]
     vmax = max(float(relative_RLE.max()), 2.0)
     fig, axes = small_multiples(len(layer_labels), 2.4)
     image = None

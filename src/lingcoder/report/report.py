@@ -10,7 +10,7 @@ from pathlib import Path
 from lingcoder.errors import LingcoderError
 from lingcoder.report import sections
 from lingcoder.report.page import render_page
-from lingcoder.report.run_files import load_recipe
+from lingcoder.report.run_files import TRAINING_STAGES, load_metrics, load_recipe
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *, device: str = "cpu",
@@ -27,13 +27,14 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, device: 
         raise LingcoderError(f"usage_documents and usage_tokens must be >= 1, got {usage_documents} and "
                              f"{usage_tokens}")
     recipe = load_recipe(run)
+    metrics = {stage: load_metrics(run, stage) for stage in TRAINING_STAGES}
     parts = [
         sections.curation_section(run, recipe),
-        sections.training_section(run),
-        sections.expert_load_section(run),
+        sections.training_section(run, metrics),
+        sections.expert_load_section(run, metrics),
         sections.expert_usage_section(run, usage_documents, usage_tokens, device),
         sections.evaluation_section(run),
-        sections.model_card_section(run, recipe),
+        sections.model_card_section(run, recipe, metrics),
         sections.experiment_section(run),
     ]
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -129,8 +129,11 @@ def load_metrics(run: Path, stage: str) -> list[dict] | None:
     path = run / stage / "metrics.jsonl"
     if not path.is_file():
         return None
-    read_jsonl(path, required=("step",))  # checks every line, naming the bad one
-    return read_metrics(path)
+    try:
+        return read_metrics(path)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        read_jsonl(path, required=("step",))  # names the bad line where one is
+        raise LingcoderError(f"{path}: not a metrics file ({exc!r})") from None
 
 
 def final_checkpoint(run: Path) -> Path | None:

@@ -19,12 +19,10 @@ from lingcoder.report.page import Section, not_run, preformatted, table_html
 from lingcoder.report.plots import human_bytes
 from lingcoder.report.run_files import (
     EXPERIMENT_PARTS,
-    TRAINING_STAGES,
     final_checkpoint,
     load_curation,
     load_evals,
     load_experiment,
-    load_metrics,
 )
 from lingcoder.train.state import complete_checkpoints
 
@@ -97,12 +95,11 @@ def language_rows(kept: list[dict], dropped: list[dict]) -> list[list]:
 
 
 # -- 2. training ---------------------------------------------------------------------------------
-def training_section(run: Path) -> Section:
+def training_section(run: Path, metrics: dict[str, list[dict] | None]) -> Section:
     title = "2. Training: loss and learning rate"
     section = Section("training", title)
     summary = []
-    for stage in TRAINING_STAGES:
-        records = load_metrics(run, stage)
+    for stage, records in metrics.items():
         if records is None:
             continue
         train = [r for r in records if r.get("kind") == "train"]
@@ -138,14 +135,13 @@ def moe_layer_labels(run: Path, stage: str, count: int) -> list[str]:
     return [f"MoE layer {i}" for i in range(count)]
 
 
-def expert_load_section(run: Path) -> Section:
+def expert_load_section(run: Path, metrics: dict[str, list[dict] | None]) -> Section:
     title = "3. Expert load over training"
     section = Section("expert-load", title)
-    for stage in TRAINING_STAGES:
-        records = load_metrics(run, stage)
+    for stage, records in metrics.items():
         train = [r for r in records or [] if r.get("kind") == "train"]
-        with_load = [r for r in train if "expert_load" in r]
-        with_ratio = [r for r in train if "expert_load_max_over_mean" in r]
+        with_load = plots.subsample([r for r in train if "expert_load" in r])
+        with_ratio = plots.subsample([r for r in train if "expert_load_max_over_mean" in r])
         path = run / stage / "metrics.jsonl"
         if with_load:
             share_RLE = rectangular([r["expert_load"] for r in with_load], path, "expert_load")
@@ -273,12 +269,11 @@ def count_verdicts(rows: list[dict]) -> dict[str, int]:
 
 
 # -- 6. model card -------------------------------------------------------------------------------
-def model_card_section(run: Path, recipe: dict | None) -> Section:
+def model_card_section(run: Path, recipe: dict | None, metrics: dict[str, list[dict] | None]) -> Section:
     title = "6. Model card"
     checkpoint = final_checkpoint(run)
     seen = []
-    for stage in TRAINING_STAGES:
-        records = load_metrics(run, stage)
+    for stage, records in metrics.items():
         if records and "tokens" in records[-1]:
             seen.append([stage, records[-1]["step"], records[-1]["tokens"]])
     if checkpoint is None and recipe is None and not seen:
