@@ -337,3 +337,21 @@ def eval_command(
         use_namespaces=not no_namespaces,
         progress=not no_progress,
     )
+
+
+# -- report ----------------------------------------------------------------------------------------
+@app.command("report")
+def report_command(
+    run_dir: Annotated[str, typer.Argument(help="A run directory (as `lingcoder recipe` writes it).")],
+    out: Annotated[str | None, typer.Option(help="Output HTML file (default: RUN_DIR/report.html).")] = None,
+    device: Annotated[str, typer.Option(help="Device for the expert-usage pass of the final checkpoint.")] = "cpu",
+    usage_documents: Annotated[
+        int, typer.Option(help="Held-out documents per language for the expert-usage pass.")
+    ] = 32,
+    usage_tokens: Annotated[int, typer.Option(help="Tokens of each document for the expert-usage pass.")] = 512,
+) -> None:
+    """Write a self-contained HTML report of a run: curation, training, experts, evaluation, model card."""
+    from lingcoder.report import write_report
+
+    path = write_report(run_dir, out, device=device, usage_documents=usage_documents, usage_tokens=usage_tokens)
+    console.print(f"report -> {path}", soft_wrap=True)
