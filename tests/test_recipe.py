@@ -87,18 +87,20 @@ def finished_run(config, tmp_path_factory) -> Path:
 
 
 def stage_times(run: Path) -> dict[str, str]:
+    """When each stage last finished; the report is rebuilt on every run, so it is left out."""
     return {name: entry["finished_at"] + str(entry["seconds"])
-            for name, entry in json.loads((run / "recipe.json").read_text())["stages"].items()}
+            for name, entry in json.loads((run / "recipe.json").read_text())["stages"].items() if name != "report"}
 
 
 def test_every_stage_writes_its_outputs(finished_run):
     record = json.loads((finished_run / "recipe.json").read_text())
-    assert list(record["stages"]) == ["curate", "tokenizer", "tokenize", "pretrain", "eval"]
+    assert list(record["stages"]) == ["curate", "tokenizer", "tokenize", "pretrain", "eval", "report"]
     assert all(entry["status"] == "done" for entry in record["stages"].values())
     assert (finished_run / "curated" / "stats.json").is_file()
     assert (finished_run / "tokens" / "index.json").is_file()
     checkpoint = Path(record["stages"]["pretrain"]["outputs"][0])
     assert checkpoint.parent == finished_run / "pretrain" / "checkpoints" and (checkpoint / "config.json").is_file()
+    assert "humaneval" in (finished_run / "report.html").read_text()
     summary = json.loads((finished_run / "eval" / "summary.json").read_text())
     assert summary["n_tasks"] == 2 and record["config"]["eval"]["tasks"] == 2
 
@@ -172,6 +174,7 @@ def test_experiment_compares_moe_with_dense_and_curated_with_raw(finished_run, t
     curated_index = json.loads((run / "tokens" / "index.json").read_text())
     assert raw_index["val_fraction"] == curated_index["val_fraction"] and raw_index["seed"] == curated_index["seed"]
     assert json.loads((run / "experiment" / "results.json").read_text()) == results
+    assert "MoE vs a dense model" in (run / "report.html").read_text()
 
     done = sorted((run / "experiment").glob("*/*/result.json"))
     stamps = [p.stat().st_mtime_ns for p in done]

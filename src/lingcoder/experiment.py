@@ -68,7 +68,9 @@ def experiment(run_dir: str | Path, seeds: int = 3, scale: float = 1.0, eval_tas
     out.mkdir(parents=True, exist_ok=True)
     results_path.write_text(json.dumps(results, indent=2) + "\n")
     _print_tables(results, console)
-    console.print(f"results -> {results_path}")
+    from lingcoder.report import write_report
+
+    console.print(f"results -> {results_path}; report -> {write_report(run)}")
     return results
 
 

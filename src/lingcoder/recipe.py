@@ -95,6 +95,7 @@ class Stage:
     shaped_by: Callable[[dict], Any]  # the part of the config that shapes its output (fingerprinted)
     run: Callable[[Run, bool], list[Path]]  # (run, resume) -> outputs; resume: continue a started stage
     needs_table: str | None = None  # left out when the config has no such table
+    always: bool = False  # cheap and reads every other stage: rebuilt on every run
 
 
 def _tables(*names: str) -> Callable[[dict], Any]:
@@ -167,12 +168,19 @@ def _eval(run: Run, resume: bool) -> list[Path]:
     return [out]
 
 
+def _report(run: Run, resume: bool) -> list[Path]:
+    from lingcoder.report import write_report
+
+    return [write_report(run.dir)]
+
+
 STAGES = (
     Stage("curate", _tables("curate"), _curate),
     Stage("tokenizer", lambda data: _vocab_size(data), _tokenizer),
     Stage("tokenize", _tables("tokenize"), _tokenize),
     Stage("pretrain", _tables("model", "data", "train", "phases"), _pretrain),
     Stage("eval", _tables("eval"), _eval, needs_table="eval"),
+    Stage("report", lambda data: None, _report, always=True),
 )
 STAGE_NAMES = [stage.name for stage in STAGES]
 
@@ -203,12 +211,13 @@ def recipe(config: str | Path, overrides: list[str] = (), out: str | Path | None
         fingerprint = _fingerprint(stage, data, fingerprint)
         done = record["stages"].get(stage.name, {})
         rerun = rerun or stage.name == from_stage
-        if not rerun and done.get("fingerprint") == fingerprint and done.get("status") == "done" \
+        if not rerun and not stage.always and done.get("fingerprint") == fingerprint and done.get("status") == "done" \
                 and all(Path(p).exists() for p in done["outputs"]):
             console.print(f"[dim]{i}/{len(stages)} {stage.name}: done earlier -> {', '.join(done['outputs'])}[/]")
             continue
-        resume = not rerun and done.get("status") == "started" and done.get("fingerprint") == fingerprint
-        rerun = True
+        started = done.get("status") == "started" and done.get("fingerprint") == fingerprint
+        resume = not rerun and not stage.always and started
+        rerun = rerun or not stage.always
         console.rule(f"[bold]{i}/{len(stages)} {stage.name}[/]" + (" (resuming)" if resume else ""))
         record["stages"][stage.name] = {"status": "started", "fingerprint": fingerprint}
         _write_record(run_dir, record)
