@@ -115,6 +115,26 @@ def generate_cmd(
             print("-" * 40)
 
 
+# -- serve -------------------------------------------------------------------------------------
+@app.command("serve")
+def serve_cmd(
+    model_dir: str = typer.Argument(..., help="Checkpoint directory (with tokenizer.json)."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    api_key: str | None = typer.Option(None, envvar="LINGCODER_API_KEY",
+                                        help="Require 'Authorization: Bearer KEY' on /v1."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+    dtype: str | None = typer.Option(None, help="float32, bfloat16, ... (default: as stored)."),
+    max_batch_size: int = typer.Option(32, help="Rows (choices) decoded together at most."),
+    served_model_name: str | None = typer.Option(None, help="Model name at /v1/models (default: the dir's name)."),
+) -> None:
+    """Serve a checkpoint over an OpenAI-compatible HTTP API (completions, chat, streaming)."""
+    from lingcoder.serve.server import serve
+
+    serve(model_dir, host=host, port=port, api_key=api_key, device=device, dtype=dtype,
+          max_batch_size=max_batch_size, served_model_name=served_model_name)
+
+
 # -- demo --------------------------------------------------------------------------------------
 @app.command("demo")
 def demo_cmd(
