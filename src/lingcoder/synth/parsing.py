@@ -113,10 +113,11 @@ def _sections(text: str) -> dict[str, str]:
     """Heading name -> the text under it (first occurrence of each)."""
     found: dict[str, str] = {}
     headings = list(_HEADING.finditer(text))
-    for heading, following in zip(headings, [*headings[1:], None], strict=True):
+    for index, heading in enumerate(headings):
+        end = headings[index + 1].start() if index + 1 < len(headings) else len(text)
         name = heading.group(1).lower()
         name = _SECTION.get(name, "tests" if name.startswith(("test", "unit")) else name)
-        found.setdefault(name, text[heading.end() : following.start() if following else len(text)])
+        found.setdefault(name, text[heading.end() : end])
     return found
 
 

@@ -62,6 +62,7 @@ def synth(
     if n_candidates < 0 or workers < 1 or max_problems < 0 or timeout <= 0:
         raise LingcoderError(f"n_candidates={n_candidates}, workers={workers}, max_problems={max_problems}, "
                              f"timeout={timeout}: need n_candidates, max_problems >= 0, workers >= 1, timeout > 0")
+    _check_candidates(candidates_url, candidates_model, candidates_checkpoint)
     teacher = _teacher_config(teacher_url, teacher_model, teacher_api_key, teacher_modes, teacher_problems,
                               teacher_temperature, teacher_max_tokens)
     benchmark_filter = BenchmarkFilter(DecontaminationConfig(humaneval, list(benchmarks or [])))
@@ -190,18 +191,21 @@ def _teacher_config(url, model, api_key, modes, problems, temperature, max_token
     return TeacherConfig(url, model, api_key, tuple(modes or MODES), problems, temperature, max_tokens)
 
 
-def _candidates_backend(url, model, api_key, checkpoint, device):
-    """(backend, name) of the model that answers for preference pairs, or None (mutations)."""
+def _check_candidates(url, model, checkpoint) -> None:
     if url and checkpoint:
         raise LingcoderError("give --candidates-url or --candidates-checkpoint, not both")
+    if url and not model:
+        raise LingcoderError(f"--candidates-url {url}: also name the model with --candidates-model")
+    if model and not url:
+        raise LingcoderError("--candidates-model given without --candidates-url")
+
+
+def _candidates_backend(url, model, api_key, checkpoint, device):
+    """(backend, name) of the model that answers for preference pairs, or None (mutations)."""
     if url:
-        if not model:
-            raise LingcoderError(f"--candidates-url {url}: also name the model with --candidates-model")
         from lingcoder.evaluate.backends import OpenAIBackend
 
         return OpenAIBackend(url, model, api_key=api_key), model
-    if model:
-        raise LingcoderError("--candidates-model given without --candidates-url")
     if checkpoint:
         from lingcoder.evaluate.backends import CheckpointBackend
 
