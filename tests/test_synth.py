@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import sysconfig
-import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -499,10 +498,16 @@ def test_teacher_and_model_candidates_against_our_own_server(small_corpus, tmp_p
     torch.manual_seed(0)
     model = BailingMoeForCausalLM(micro_config(vocab_size=tokenizer.get_vocab_size(), max_position_embeddings=2048))
     model.save_pretrained(tmp_path / "micro-teacher", tokenizer=tokenizer)
-    with serve_in_background(tmp_path / "micro-teacher", max_batch_size=8) as url:
-        stats = synth(small_corpus, tmp_path / "out", workers=2, timeout=1.5, teacher_url=url,
-                      teacher_model="micro-teacher", teacher_problems=2, teacher_max_tokens=24,
-                      candidates_url=url, candidates_model="micro-teacher", n_candidates=2, candidates_max_tokens=24)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the cores are shared with the sandboxed programs: intra-op threads would spin
+    try:
+        with serve_in_background(tmp_path / "micro-teacher", max_batch_size=8) as url:
+            stats = synth(small_corpus, tmp_path / "out", workers=2, timeout=1.5, teacher_url=url,
+                          teacher_model="micro-teacher", teacher_problems=2, teacher_max_tokens=24,
+                          candidates_url=url, candidates_model="micro-teacher", n_candidates=2,
+                          candidates_max_tokens=24)
+    finally:
+        torch.set_num_threads(threads)
     teacher = stats["teacher"]
     assert teacher["requests"]["completions"] == 1 and teacher["requests"]["chat"] >= 2
     for kind in ("magpie", "evolved"):

@@ -13,8 +13,9 @@ tests are
   function and read no other non-builtin name, used only when the function's name is defined once
   at module level in that repository (else the call is ambiguous).
 
-Files are parsed in worker processes (parsing is most of the cost); what each yields is small and
-assembled in order, so the result does not depend on the worker count.
+Large corpora are parsed in worker processes (parsing is most of the cost); what each file yields is
+small and assembled in order, so the result does not depend on the worker count. As for curation,
+a script that runs this with several workers needs an `if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import doctest
 import multiprocessing
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lingcoder.errors import LingcoderError
 from lingcoder.synth.extract import BUILTIN_NAMES, ModuleContext, NotSelfContained, free_names
 from lingcoder.synth.samples import REPLY_FORMAT, Batch, Drop, Origin, Sample
 
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from lingcoder.synth.corpus import CorpusFile
 
 MAX_ASSERTS = 20  # mined asserts kept per function
+FILES_PER_PROCESS = 100  # below this many files per worker, starting processes costs more than it saves
 NOT_MODULE_LEVEL = {"ClassDef": "method", "FunctionDef": "nested_function", "AsyncFunctionDef": "nested_function"}
 
 
@@ -89,10 +93,14 @@ def mine(files: list[CorpusFile], workers: int = 1) -> tuple[Batch, DocumentCoun
             python.append(file)
         else:
             counts.not_python[file.language] = counts.not_python.get(file.language, 0) + 1
-    if workers > 1 and len(python) > 1:
+    if workers > 1 and len(python) >= FILES_PER_PROCESS * 2:
         context = multiprocessing.get_context("spawn")  # forking a process that runs threads can deadlock
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            facts = list(pool.map(file_facts, python, chunksize=max(1, len(python) // (workers * 8))))
+        try:
+            with ProcessPoolExecutor(min(workers, len(python) // FILES_PER_PROCESS), mp_context=context) as pool:
+                facts = list(pool.map(file_facts, python, chunksize=max(1, len(python) // (workers * 8))))
+        except BrokenProcessPool:
+            raise LingcoderError("mining: a worker process died; a script that calls synth() with workers > 1 "
+                                 "needs an `if __name__ == \"__main__\":` guard (workers re-import it)") from None
     else:
         facts = [file_facts(f) for f in python]
     counts.syntax_error = sum(f.syntax_error for f in facts)
