@@ -421,7 +421,8 @@ def test_questions_and_knowledge_points():
 # -- the teacher protocol over HTTP --------------------------------------------------------------------------
 
 QUESTIONS = ["Write a function `double(x)` that returns twice x.", "hi",
-             "Write a function `half(x)` that returns x divided by 2."]
+             "Write a function `half(x)` that returns x divided by 2.",
+             "Write a function `boom(x)`: the endpoint refuses this request."]
 
 
 class ScriptedTeacher(BaseHTTPRequestHandler):
@@ -432,6 +433,9 @@ class ScriptedTeacher(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 - the http.server API
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append((self.path, body))
+        if "refuses" in json.dumps(body):
+            self.send_error(400, "prompt too long")
+            return
         if self.path.endswith("/completions") and "prompt" in body:
             texts = [QUESTIONS[i % len(QUESTIONS)] for i in range(body["n"])]
             choices = [{"index": i, "text": t} for i, t in enumerate(texts)]
@@ -443,6 +447,8 @@ class ScriptedTeacher(BaseHTTPRequestHandler):
                 text = GOOD_REPLY.replace("double", "twice")
             elif content.startswith(QUESTIONS[0]):
                 text = GOOD_REPLY.split("### Solution")[1].join(["### Solution", ""])
+            elif content.startswith("Write a Python function `def clamp"):  # an answer copied from HumanEval
+                text = f"```python\n{humaneval_zero()}\n```"
             elif content.startswith(QUESTIONS[2]):  # a wrong solution: verification drops it
                 text = "### Solution\n```python\ndef half(x):\n    return x // 3\n```\n### Tests\n" \
                        "```python\nassert half(3) == 1.5\n```"
@@ -466,56 +472,83 @@ def test_teacher_protocol_parsing_verification_and_bookkeeping(small_corpus, tmp
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        stats = synth(small_corpus, tmp_path, workers=2, timeout=1.5, n_candidates=0, teacher_url=url,
-                      teacher_model="scripted", teacher_problems=3, seed=5)
+        stats = synth(small_corpus, tmp_path, workers=2, timeout=1.5, teacher_url=url, teacher_model="scripted",
+                      teacher_problems=4, seed=5, candidates_url=url, candidates_model="scripted", n_candidates=1)
     finally:
         server.shutdown()
     magpie, evolved = stats["samples"]["magpie"], stats["samples"]["evolved"]
-    assert magpie == {"seen": 3, "kept": 1, "unaccounted": 0,
-                      "dropped": {"teacher": {"bad_question": 1}, "verify": {"failed": 1}}}
-    # three seeds (the documented module-level functions) -> the same evolved problem: one kept, two duplicates
-    assert evolved == {"seen": 3, "kept": 1, "unaccounted": 0, "dropped": {"dedup": {"duplicate": 2}}}
-    assert stats["teacher"]["requests"] == {"completions": 1, "chat": 2 + 3 + 3}
-    assert stats["teacher"]["parse_failures"] == {"bad_question": 1}
+    assert magpie == {"seen": 4, "kept": 1, "unaccounted": 0, "dropped": {
+        "teacher": {"bad_question": 1, "request_failed": 1}, "verify": {"failed": 1}}}
+    # four seeds (documented module-level functions) -> the same evolved problem: one kept, three duplicates
+    assert evolved == {"seen": 4, "kept": 1, "unaccounted": 0, "dropped": {"dedup": {"duplicate": 3}}}
+    assert stats["teacher"]["requests"] == {"completions": 1, "chat": 3 + 4 + 4}
+    assert stats["teacher"]["parse_failures"] == {"bad_question": 1} and stats["teacher"]["failed_requests"] == 1
     prompts = {r["messages"][0]["content"].split("\n\n")[0]: r for r in read_jsonl(tmp_path / "sft.jsonl")}
     assert {QUESTIONS[0], "Write `twice(x)` returning twice x."} <= set(prompts)
     assert prompts[QUESTIONS[0]]["tags"] == ["synthetic", "teacher", "magpie"]
+    # answers for preference pairs: "no idea" fails (a pair), the double solution passes (no pair), the HumanEval
+    # answer would make a pair but is contaminated
+    assert stats["dpo"]["pairs"] == 3 and stats["dpo"]["problems"] == 5
+    assert stats["dpo"]["no_pair"] == {"benchmark_overlap": 1, "no_failing_answer": 1}
+    assert "HumanEval/0" in next(r["detail"] for r in read_jsonl(tmp_path / "dropped.jsonl")
+                                 if r["reason"] == "benchmark_overlap")
     magpie_request = next(b for p, b in ScriptedTeacher.requests if "prompt" in b)
-    assert magpie_request["prompt"].endswith("<role>HUMAN</role>") and magpie_request["n"] == 3
+    assert magpie_request["prompt"].endswith("<role>HUMAN</role>") and magpie_request["n"] == 4
     assert magpie_request["stop"] == ["<|endoftext|>", "<role>"] and magpie_request["model"] == "scripted"
 
 
-def test_teacher_and_model_candidates_against_our_own_server(small_corpus, tmp_path):
-    """The tiny model is a poor teacher; the protocol, parsing, verification and bookkeeping are real."""
+@pytest.fixture(scope="module")
+def micro_checkpoint(tmp_path_factory):
+    """A random micro model with a tokenizer and Ling's chat template: a poor but real teacher."""
     torch = pytest.importorskip("torch")
     from lingcoder.data.tokenizer import train_tokenizer
     from lingcoder.model import BailingMoeForCausalLM
-    from lingcoder.serve.server import serve_in_background
 
     from .conftest import embedded_text, micro_config
 
     tokenizer = train_tokenizer(embedded_text()[:4], vocab_size=400)
     torch.manual_seed(0)
     model = BailingMoeForCausalLM(micro_config(vocab_size=tokenizer.get_vocab_size(), max_position_embeddings=2048))
-    model.save_pretrained(tmp_path / "micro-teacher", tokenizer=tokenizer)
+    directory = tmp_path_factory.mktemp("checkpoints") / "micro-teacher"
+    model.save_pretrained(directory, tokenizer=tokenizer)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the cores are shared with the sandboxed programs: intra-op threads would spin
-    try:
-        with serve_in_background(tmp_path / "micro-teacher", max_batch_size=8) as url:
-            stats = synth(small_corpus, tmp_path / "out", workers=2, timeout=1.5, teacher_url=url,
-                          teacher_model="micro-teacher", teacher_problems=2, teacher_max_tokens=24,
-                          candidates_url=url, candidates_model="micro-teacher", n_candidates=2,
-                          candidates_max_tokens=24)
-    finally:
-        torch.set_num_threads(threads)
+    yield directory
+    torch.set_num_threads(threads)
+
+
+def test_teacher_and_model_candidates_against_our_own_server(small_corpus, micro_checkpoint, tmp_path):
+    """The tiny model is a poor teacher; the protocol, parsing, verification and bookkeeping are real."""
+    from lingcoder.serve.server import serve_in_background
+
+    with serve_in_background(micro_checkpoint, max_batch_size=8) as url:
+        stats = synth(small_corpus, tmp_path, workers=2, timeout=1.5, teacher_url=url, teacher_model="micro-teacher",
+                      teacher_problems=2, teacher_max_tokens=24, candidates_url=url, candidates_model="micro-teacher",
+                      n_candidates=2, candidates_max_tokens=24)
     teacher = stats["teacher"]
     assert teacher["requests"]["completions"] == 1 and teacher["requests"]["chat"] >= 2
     for kind in ("magpie", "evolved"):
         assert stats["samples"][kind]["seen"] == 2 and stats["samples"][kind]["unaccounted"] == 0
     teacher_drops = sum(sum(stats["samples"][k]["dropped"].get("teacher", {}).values()) for k in ("magpie", "evolved"))
     assert teacher_drops == sum(teacher["parse_failures"].values()) + teacher["failed_requests"]
+    check_model_pairs(stats, tmp_path)
+
+
+def test_checkpoint_candidates_make_model_pairs(small_corpus, micro_checkpoint, tmp_path):
+    stats = synth(small_corpus, tmp_path, workers=2, timeout=1.5, candidates_checkpoint=str(micro_checkpoint),
+                  n_candidates=2, candidates_max_tokens=24)
+    assert stats["settings"]["dpo_source"] == "model micro-teacher"
+    check_model_pairs(stats, tmp_path)
+
+
+def check_model_pairs(stats: dict, out: Path) -> None:
+    """Every verified problem got 2 executed answers and either a pair or a reason; pairs say their source."""
     dpo = stats["dpo"]
-    assert dpo["candidates_run"] == 2 * dpo["problems"] - 2 * dpo["no_pair"].get("request_failed", 0)
-    assert dpo["unaccounted"] == 0 and dpo["pairs"] + sum(dpo["no_pair"].values()) == dpo["problems"] == 3
-    for pair in read_jsonl(tmp_path / "out" / "dpo.jsonl"):
+    assert dpo["candidates_run"] == 2 * dpo["problems"] and dpo["problems"] == 3
+    assert dpo["unaccounted"] == 0 and dpo["pairs"] + sum(dpo["no_pair"].values()) == 3
+    tests = {r["messages"][0]["content"]: r["tests"] for r in read_jsonl(out / "sft.jsonl")}
+    for pair in read_jsonl(out / "dpo.jsonl"):
         assert pair["source"] == "model" and pair["model"] == "micro-teacher" and pair["answers"] == 2
+        rejected = run_program("python", extract_code(pair["rejected"], "python"), tests=tests[pair["prompt"]])
+        assert not rejected.passed
+        assert pair["chosen_from"] == "reference" or pair["answers_passed"] > 0

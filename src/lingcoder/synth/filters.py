@@ -48,6 +48,7 @@ class BenchmarkFilter:
         self.index = NgramIndex(items, self.config.ngram_size, self.config.stride) if items else None
 
     def matches(self, sample: Sample) -> list[str]:
-        if self.index is None:
-            return []
-        return sorted(self.index.matches("\n".join((sample.prompt, sample.solution, sample.tests))))
+        return self.matches_text("\n".join((sample.prompt, sample.solution, sample.tests)))
+
+    def matches_text(self, text: str) -> list[str]:
+        return sorted(self.index.matches(text)) if self.index is not None else []

@@ -73,6 +73,7 @@ def synth(
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     funnel = Funnel()
+    sandbox = Sandbox()
 
     clock = time.monotonic()
     batch, documents, seeds = mine(files, workers)
@@ -93,7 +94,7 @@ def synth(
     samples = _filter(batch.samples, funnel, benchmark_filter)
     samples = _limit(samples, funnel, max_problems, seed)
     clock = time.monotonic()
-    verdicts = run_all([(s.solution, s.tests) for s in samples], workers=workers, timeout=timeout, sandbox=Sandbox())
+    verdicts = run_all([(s.solution, s.tests) for s in samples], workers=workers, timeout=timeout, sandbox=sandbox)
     verified, reference_seconds = [], []
     for sample, verdict in zip(samples, verdicts, strict=True):
         if verdict.passed:
@@ -105,7 +106,7 @@ def synth(
     seconds["verify"] = time.monotonic() - clock
 
     clock = time.monotonic()
-    common = {"seed": seed, "workers": workers, "timeout": timeout, "sandbox": Sandbox()}
+    common = {"seed": seed, "workers": workers, "timeout": timeout, "sandbox": sandbox}
     if not n_candidates:
         pairs, source = PairRun(), "none"
     elif candidates is not None:
@@ -115,6 +116,7 @@ def synth(
         source = f"model {name}"
     else:
         pairs, source = mutation_pairs(verified, reference_seconds, tries=n_candidates, **common), "mutation"
+    _decontaminate_pairs(pairs, benchmark_filter)
     funnel.add({}, pairs.drops)
     seconds["dpo"] = time.monotonic() - clock
 
@@ -153,6 +155,18 @@ def _filter(samples: list[Sample], funnel: Funnel, benchmark_filter: BenchmarkFi
             continue
         kept.append(sample)
     return kept
+
+
+def _decontaminate_pairs(pairs: PairRun, benchmark_filter: BenchmarkFilter) -> None:
+    """Model answers are new text: a pair whose answers overlap a benchmark item goes."""
+    clean = []
+    for pair in pairs.pairs:
+        items = benchmark_filter.matches_text(f"{pair.chosen}\n{pair.rejected}")
+        if items:
+            pairs.drops.append(Drop(pair.sample.origin, "dpo", "benchmark_overlap", ", ".join(items)))
+        else:
+            clean.append(pair)
+    pairs.pairs = clean
 
 
 def _limit(samples: list[Sample], funnel: Funnel, max_problems: int, seed: int) -> list[Sample]:

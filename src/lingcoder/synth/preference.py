@@ -112,4 +112,5 @@ def model_pairs(samples: list[Sample], backend, model_name: str, *, n: int, temp
 
 
 def _describe(verdict: Verdict) -> str:
-    return f"{verdict.status}: {verdict.error}" if verdict.error else verdict.status
+    """The verdict in a record; a timeout without its limit, which depends on measured run times."""
+    return f"{verdict.status}: {verdict.error}" if verdict.error and verdict.status != "timeout" else verdict.status
