@@ -552,3 +552,13 @@ def check_model_pairs(stats: dict, out: Path) -> None:
         rejected = run_program("python", extract_code(pair["rejected"], "python"), tests=tests[pair["prompt"]])
         assert not rejected.passed
         assert pair["chosen_from"] == "reference" or pair["answers_passed"] > 0
+
+
+def test_mining_in_worker_processes_gives_the_same_candidates(small_corpus, monkeypatch):
+    from lingcoder.synth import mining
+    from lingcoder.synth.corpus import read_curated
+
+    files, _ = read_curated(small_corpus)
+    alone = mining.mine(files, workers=1)
+    monkeypatch.setattr(mining, "FILES_PER_PROCESS", 1)  # small corpora are mined in-process otherwise
+    assert mining.mine(files, workers=2) == alone
