@@ -1,6 +1,7 @@
 """`lingcoder synth`: mining, self-contained extraction, sandbox verification, preference pairs, dedup,
 decontamination, the funnel, the Ling formats, teacher parsing and the teacher protocol over real HTTP."""
 
+import contextlib
 import gzip
 import json
 import subprocess
@@ -466,16 +467,22 @@ class ScriptedTeacher(BaseHTTPRequestHandler):
         pass
 
 
-def test_teacher_protocol_parsing_verification_and_bookkeeping(small_corpus, tmp_path):
+@contextlib.contextmanager
+def scripted_teacher():
+    ScriptedTeacher.requests = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedTeacher)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        stats = synth(small_corpus, tmp_path, workers=2, timeout=1.5, teacher_url=url, teacher_model="scripted",
-                      teacher_problems=4, seed=5, candidates_url=url, candidates_model="scripted", n_candidates=1)
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     finally:
         server.shutdown()
+
+
+def test_teacher_protocol_parsing_verification_and_bookkeeping(small_corpus, tmp_path):
+    with scripted_teacher() as url:
+        stats = synth(small_corpus, tmp_path, workers=2, timeout=1.5, teacher_url=url, teacher_model="scripted",
+                      teacher_problems=4, seed=5, candidates_url=url, candidates_model="scripted", n_candidates=1)
     magpie, evolved = stats["samples"]["magpie"], stats["samples"]["evolved"]
     assert magpie == {"seen": 4, "kept": 1, "unaccounted": 0, "dropped": {
         "teacher": {"bad_question": 1, "request_failed": 1}, "verify": {"failed": 1}}}
@@ -495,6 +502,16 @@ def test_teacher_protocol_parsing_verification_and_bookkeeping(small_corpus, tmp
     magpie_request = next(b for p, b in ScriptedTeacher.requests if "prompt" in b)
     assert magpie_request["prompt"].endswith("<role>HUMAN</role>") and magpie_request["n"] == 4
     assert magpie_request["stop"] == ["<|endoftext|>", "<role>"] and magpie_request["model"] == "scripted"
+
+
+def test_magpie_uses_the_teachers_own_template_when_given(small_corpus, tmp_path):
+    with scripted_teacher() as url:
+        stats = synth(small_corpus, tmp_path, workers=2, timeout=1.5, n_candidates=0, teacher_url=url,
+                      teacher_model="scripted", teacher_modes=["magpie"], teacher_problems=1,
+                      magpie_prefix="<|im_start|>user\n", magpie_stop=["<|im_end|>"])
+    request = next(b for p, b in ScriptedTeacher.requests if "prompt" in b)
+    assert request["prompt"] == "<|im_start|>user\n" and request["stop"] == ["<|im_end|>"]
+    assert stats["samples"]["magpie"]["kept"] == 1 and "evolved" not in stats["samples"]
 
 
 @pytest.fixture(scope="module")

@@ -336,6 +336,12 @@ def synth_command(
     teacher_problems: Annotated[int, typer.Option(help="Teacher attempts per mode.")] = 16,
     teacher_temperature: Annotated[float, typer.Option(help="Teacher sampling temperature (> 0).")] = 0.8,
     teacher_max_tokens: Annotated[int, typer.Option(help="Teacher reply length limit.")] = 1024,
+    magpie_prefix: Annotated[
+        str | None, typer.Option(help="The teacher's chat template up to a user turn (default: Ling's).")
+    ] = None,
+    magpie_stop: Annotated[
+        list[str] | None, typer.Option(help="Stop string ending the user turn (repeatable).")
+    ] = None,
     candidates_url: Annotated[
         str | None, typer.Option(help="Endpoint whose answers make DPO pairs (default: program mutations).")
     ] = None,
@@ -363,7 +369,8 @@ def synth_command(
     stats = synth(
         curated, out, teacher_url=teacher_url, teacher_model=teacher_model, teacher_api_key=teacher_api_key,
         teacher_modes=teacher_mode, teacher_problems=teacher_problems, teacher_temperature=teacher_temperature,
-        teacher_max_tokens=teacher_max_tokens, candidates_url=candidates_url, candidates_model=candidates_model,
+        teacher_max_tokens=teacher_max_tokens, magpie_prefix=magpie_prefix, magpie_stop=magpie_stop,
+        candidates_url=candidates_url, candidates_model=candidates_model,
         candidates_api_key=candidates_api_key, candidates_checkpoint=candidates_checkpoint,
         n_candidates=n_candidates, candidates_temperature=candidates_temperature,
         candidates_max_tokens=candidates_max_tokens, device=device, workers=workers, max_problems=max_problems,

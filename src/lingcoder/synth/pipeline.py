@@ -41,6 +41,8 @@ def synth(
     teacher_problems: int = 16,
     teacher_temperature: float = 0.8,
     teacher_max_tokens: int = 1024,
+    magpie_prefix: str | None = None,
+    magpie_stop: list[str] | None = None,
     candidates_url: str | None = None,
     candidates_model: str | None = None,
     candidates_api_key: str | None = None,
@@ -64,7 +66,7 @@ def synth(
                              f"timeout={timeout}: need n_candidates, max_problems >= 0, workers >= 1, timeout > 0")
     _check_candidates(candidates_url, candidates_model, candidates_checkpoint)
     teacher = _teacher_config(teacher_url, teacher_model, teacher_api_key, teacher_modes, teacher_problems,
-                              teacher_temperature, teacher_max_tokens)
+                              teacher_temperature, teacher_max_tokens, magpie_prefix, magpie_stop)
     benchmark_filter = BenchmarkFilter(DecontaminationConfig(humaneval, list(benchmarks or [])))
     files, skipped_sources = read_curated(curated)
     candidates = _candidates_backend(candidates_url, candidates_model, candidates_api_key, candidates_checkpoint,
@@ -195,14 +197,16 @@ def _dpo_stats(pairs: PairRun, problems: int) -> dict:
             "candidates_run": pairs.candidates_run, "candidates_passed": pairs.candidates_passed}
 
 
-def _teacher_config(url, model, api_key, modes, problems, temperature, max_tokens) -> TeacherConfig | None:
+def _teacher_config(url, model, api_key, modes, problems, temperature, max_tokens, prefix,
+                    stop) -> TeacherConfig | None:
     if not url:
         if model:
             raise LingcoderError("--teacher-model given without --teacher-url (the endpoint, e.g. http://host:8000/v1)")
         return None
     if not model:
         raise LingcoderError(f"--teacher-url {url}: also name the model with --teacher-model")
-    return TeacherConfig(url, model, api_key, tuple(modes or MODES), problems, temperature, max_tokens)
+    magpie = {} if prefix is None else {"magpie_prefix": prefix, "magpie_stop": tuple(stop or ())}
+    return TeacherConfig(url, model, api_key, tuple(modes or MODES), problems, temperature, max_tokens, **magpie)
 
 
 def _check_candidates(url, model, checkpoint) -> None:

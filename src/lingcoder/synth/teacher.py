@@ -2,7 +2,8 @@
 
 Two generators (PAPER.md section 2), each attempt a candidate accounted for in the funnel:
 - `magpie`: the teacher's chat template up to the start of a user turn goes to /v1/completions,
-  so the model writes the user's question itself; the question is then sent as a chat turn and the
+  so the model writes the user's question itself (Ling's template by default; for another teacher
+  pass its own, e.g. `<|im_start|>user\n` with stop `<|im_end|>`); the question is then sent as a chat turn and the
   teacher answers with a solution and tests in the strict format of `parsing.reply_format`.
 - `evolved`: seed -> knowledge point -> evolved problem. A seed is a documented function of the
   curated corpus; the teacher names its knowledge point, then writes a new, harder problem on that
