@@ -355,3 +355,58 @@ def report_command(
 
     path = write_report(run_dir, out, device=device, usage_documents=usage_documents, usage_tokens=usage_tokens)
     console.print(f"report -> {path}", soft_wrap=True)
+
+
+# -- synth -----------------------------------------------------------------------------------------
+@app.command("synth")
+def synth_command(
+    curated: Annotated[str, typer.Argument(help="Curated directory (`lingcoder curate` output).")],
+    out: Annotated[str, typer.Option(help="Output directory: sft.jsonl, dpo.jsonl, stats.json, dropped.jsonl.")],
+    teacher_url: Annotated[str | None, typer.Option(help="Teacher endpoint (OpenAI-compatible, .../v1).")] = None,
+    teacher_model: Annotated[str | None, typer.Option(help="Teacher model name at that endpoint.")] = None,
+    teacher_api_key: Annotated[str | None, typer.Option(help="Teacher API key (default $OPENAI_API_KEY).")] = None,
+    teacher_mode: Annotated[list[str] | None, typer.Option(help="magpie, evolved (repeatable; default both).")] = None,
+    teacher_problems: Annotated[int, typer.Option(help="Teacher attempts per mode.")] = 16,
+    teacher_temperature: Annotated[float, typer.Option(help="Teacher sampling temperature (> 0).")] = 0.8,
+    teacher_max_tokens: Annotated[int, typer.Option(help="Teacher reply length limit.")] = 1024,
+    magpie_prefix: Annotated[
+        str | None, typer.Option(help="The teacher's chat template up to a user turn (default: Ling's).")
+    ] = None,
+    magpie_stop: Annotated[
+        list[str] | None, typer.Option(help="Stop string ending the user turn (repeatable).")
+    ] = None,
+    candidates_url: Annotated[
+        str | None, typer.Option(help="Endpoint whose answers make DPO pairs (default: program mutations).")
+    ] = None,
+    candidates_model: Annotated[str | None, typer.Option(help="Model name at --candidates-url.")] = None,
+    candidates_api_key: Annotated[str | None, typer.Option(help="API key for --candidates-url.")] = None,
+    candidates_checkpoint: Annotated[
+        str | None, typer.Option(help="Checkpoint directory whose answers make DPO pairs.")
+    ] = None,
+    n_candidates: Annotated[int, typer.Option(help="Answers (or mutants) tried per problem; 0 = no DPO.")] = 4,
+    candidates_temperature: Annotated[float, typer.Option(help="Sampling temperature of the answers.")] = 0.8,
+    candidates_max_tokens: Annotated[int, typer.Option(help="Answer length limit.")] = 512,
+    device: Annotated[str, typer.Option(help="Device for --candidates-checkpoint.")] = "cpu",
+    workers: Annotated[int | None, typer.Option(help="Parallel parsers and programs (default: CPU cores).")] = None,
+    max_problems: Annotated[int, typer.Option(help="Verify a seeded sample of this many problems (0 = all).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of every sampled choice.")] = 0,
+    timeout: Annotated[float, typer.Option(help="Seconds per program run.")] = 10.0,
+    benchmark: Annotated[
+        list[str] | None, typer.Option(help="Extra benchmark JSONL to decontaminate against (repeatable).")
+    ] = None,
+) -> None:
+    """Execution-verified synthetic SFT and DPO data from the curated corpus (and a teacher model)."""
+    from lingcoder.synth.pipeline import synth
+    from lingcoder.synth.records import print_summary
+
+    stats = synth(
+        curated, out, teacher_url=teacher_url, teacher_model=teacher_model, teacher_api_key=teacher_api_key,
+        teacher_modes=teacher_mode, teacher_problems=teacher_problems, teacher_temperature=teacher_temperature,
+        teacher_max_tokens=teacher_max_tokens, magpie_prefix=magpie_prefix, magpie_stop=magpie_stop,
+        candidates_url=candidates_url, candidates_model=candidates_model,
+        candidates_api_key=candidates_api_key, candidates_checkpoint=candidates_checkpoint,
+        n_candidates=n_candidates, candidates_temperature=candidates_temperature,
+        candidates_max_tokens=candidates_max_tokens, device=device, workers=workers, max_problems=max_problems,
+        seed=seed, timeout=timeout, benchmarks=benchmark,
+    )
+    print_summary(stats, console)
