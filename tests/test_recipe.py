@@ -57,6 +57,9 @@ tokens = 2048
 mixture = {{ "file-high" = 1.0, "repo" = 1.0 }}
 schedule = {{ kind = "cosine", lr_start = 3e-3, lr_end = 3e-4 }}
 
+[synth]
+max_problems = 8
+
 [eval]
 tasks = 2
 mode = "base"
@@ -94,13 +97,14 @@ def stage_times(run: Path) -> dict[str, str]:
 
 def test_every_stage_writes_its_outputs(finished_run):
     record = json.loads((finished_run / "recipe.json").read_text())
-    assert list(record["stages"]) == ["curate", "tokenizer", "tokenize", "pretrain", "eval", "report"]
+    assert list(record["stages"]) == ["curate", "tokenizer", "tokenize", "pretrain", "synth", "eval", "report"]
     assert all(entry["status"] == "done" for entry in record["stages"].values())
     assert (finished_run / "curated" / "stats.json").is_file()
     assert (finished_run / "tokens" / "index.json").is_file()
     checkpoint = Path(record["stages"]["pretrain"]["outputs"][0])
     assert checkpoint.parent == finished_run / "pretrain" / "checkpoints" and (checkpoint / "config.json").is_file()
     assert "humaneval" in (finished_run / "report.html").read_text()
+    assert (finished_run / "synth" / "sft.jsonl").read_text().count("\n") >= 1
     summary = json.loads((finished_run / "eval" / "summary.json").read_text())
     assert summary["n_tasks"] == 2 and record["config"]["eval"]["tasks"] == 2
 
@@ -144,6 +148,13 @@ def test_an_interrupted_pretraining_resumes_from_its_last_checkpoint(config, fin
 
 
 def test_bad_input_is_one_clear_error(config, tmp_path):
+    for override, message in (("synth.max_problem=3", "synth.max_problem: unknown key"),
+                              ("eval.task=3", "eval.task: unknown key"),
+                              ("curate.rules.max_line_lenght=3", "rules.max_line_lenght: unknown key"),
+                              ("phases=[]", "at least one \\[\\[phases\\]\\] table")):
+        with pytest.raises(LingcoderError, match=message):
+            recipe(config, out=tmp_path, overrides=[override])
+        assert not (tmp_path / "curated").exists()  # checked before any stage ran
     with pytest.raises(LingcoderError, match="--from 'pretrian': unknown stage"):
         recipe(config, out=tmp_path, from_stage="pretrian")
     (tmp_path / "recipe.json").write_text("{not json")

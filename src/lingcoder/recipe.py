@@ -19,6 +19,7 @@ holds curation's settings (plus `sources`), and `[model]`, `[data]`, `[train]`, 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -34,6 +35,7 @@ from rich.table import Table
 
 from lingcoder.config import apply_overrides, from_dict, load_toml
 from lingcoder.errors import LingcoderError
+from lingcoder.train.config import pretrain_config_from_dict
 
 RECORD = "recipe.json"
 
@@ -96,6 +98,7 @@ class Stage:
     run: Callable[[Run, bool], list[Path]]  # (run, resume) -> outputs; resume: continue a started stage
     needs_table: str | None = None  # left out when the config has no such table
     always: bool = False  # cheap and reads every other stage: rebuilt on every run
+    check: Callable[[dict], Any] | None = None  # validates the stage's config before any stage runs
 
 
 def _tables(*names: str) -> Callable[[dict], Any]:
@@ -148,6 +151,34 @@ def _pretrain(run: Run, resume: bool) -> list[Path]:
     return [result.checkpoint]
 
 
+def _synth(run: Run, resume: bool) -> list[Path]:
+    from lingcoder.synth import synth
+
+    out = run.dir / "synth"
+    stats = synth(run.dir / "curated", out, workers=run.workers, **_synth_settings(run.data))
+    run.console.print(f"{stats['sft_records']:,} verified SFT records, {stats['dpo']['pairs']:,} DPO pairs")
+    return [out]
+
+
+def _synth_settings(data: dict) -> dict:
+    from lingcoder.synth import synth
+
+    settings = dict(data.get("synth", {}))
+    known = set(inspect.signature(synth).parameters) - {"curated", "out", "workers"}
+    for key in settings:
+        if key not in known:
+            raise LingcoderError(f"synth.{key}: unknown key (known keys: {', '.join(sorted(known))})")
+    return settings
+
+
+def _curate_settings(data: dict) -> None:
+    from lingcoder.data.curate import load_config
+
+    settings = dict(data.get("curate", {}))
+    settings.pop("sources", None)
+    load_config(settings)
+
+
 def _eval(run: Run, resume: bool) -> list[Path]:
     from lingcoder.evaluate.benchmarks import load_benchmark
     from lingcoder.evaluate.runner import run_eval
@@ -174,12 +205,17 @@ def _report(run: Run, resume: bool) -> list[Path]:
     return [write_report(run.dir)]
 
 
+def _check(cls, table: str) -> Callable[[dict], Any]:
+    return lambda data: from_dict(cls, data.get(table, {}), where=table)
+
+
 STAGES = (
-    Stage("curate", _tables("curate"), _curate),
+    Stage("curate", _tables("curate"), _curate, check=_curate_settings),
     Stage("tokenizer", lambda data: _vocab_size(data), _tokenizer),
-    Stage("tokenize", _tables("tokenize"), _tokenize),
-    Stage("pretrain", _tables("model", "data", "train", "phases"), _pretrain),
-    Stage("eval", _tables("eval"), _eval, needs_table="eval"),
+    Stage("tokenize", _tables("tokenize"), _tokenize, check=_check(TokenizeStageConfig, "tokenize")),
+    Stage("pretrain", _tables("model", "data", "train", "phases"), _pretrain, check=pretrain_config_from_dict),
+    Stage("synth", _tables("synth"), _synth, needs_table="synth", check=_synth_settings),
+    Stage("eval", _tables("eval"), _eval, needs_table="eval", check=_check(EvalStageConfig, "eval")),
     Stage("report", lambda data: None, _report, always=True),
 )
 STAGE_NAMES = [stage.name for stage in STAGES]
@@ -205,6 +241,9 @@ def recipe(config: str | Path, overrides: list[str] = (), out: str | Path | None
     stages = [s for s in STAGES if s.needs_table is None or s.needs_table in data]
     last = STAGE_NAMES.index(until) if until else len(STAGE_NAMES) - 1
     stages = [s for s in stages if STAGE_NAMES.index(s.name) <= last]
+    for stage in stages:  # a typo in a late stage's table fails now, not after hours of training
+        if stage.check:
+            stage.check(data)
     rerun = False  # once a stage runs, every later stage runs too
     fingerprint = ""
     for i, stage in enumerate(stages, 1):
