@@ -4,7 +4,11 @@ stored reference log-probs equal to on-the-fly ones (and checked on reuse), and 
 import io
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -157,3 +161,31 @@ def test_sft_then_dpo_on_the_cli(checkpoint, tmp_path):
     bad = lingcoder("dpo", config, "--set", 'dpo.reference="maybe"')
     assert bad.returncode == 2 and "dpo.reference: expected one of" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_two_fsdp2_processes_match_one_process(checkpoint, tmp_path):
+    """sft then dpo (reference sharded too, log-probs gathered) under torchrun with the same global batch."""
+    sft_data = write_jsonl(tmp_path / "sft.jsonl", sft_records(20))
+    dpo_data = write_jsonl(tmp_path / "dpo.jsonl", dpo_records(12))
+    losses = {}
+    for name, micro_batch_size in (("one", 4), ("two", 2)):
+        out = tmp_path / name
+        config = write_config(tmp_path / f"{name}.toml", sft={
+            "data": [str(sft_data)], "init_from": str(checkpoint), "out": str(out / "sft"), "seq_len": 64,
+            "micro_batch_size": micro_batch_size, "epochs": 1, "schedule": {"kind": "constant", "lr_start": 1e-3}},
+            dpo=dpo_table(out / "dpo", out / "sft", [dpo_data], micro_batch_size=micro_batch_size, epochs=1))
+        launcher = [] if name == "one" else [Path(sys.executable).with_name("torchrun"), "--standalone",
+                                             "--nproc_per_node", "2", "-m", "lingcoder"]
+        for stage in ("sft", "dpo"):
+            command = [*launcher, stage, config] if launcher else None
+            result = lingcoder(stage, config) if command is None else subprocess.run(
+                list(map(str, command)), capture_output=True, text=True, timeout=600,
+                env={**os.environ, "OMP_NUM_THREADS": "1"})
+            assert result.returncode == 0, result.stderr[-3000:]
+            losses[name, stage] = [r for r in read_metrics(out / stage / "metrics.jsonl")]
+    for stage, key in (("sft", "lm_loss"), ("dpo", "dpo_loss")):
+        one, two = losses["one", stage], losses["two", stage]
+        assert [r["step"] for r in one] == [r["step"] for r in two] and len(one) > 2
+        for a, b in zip(one, two, strict=True):
+            assert b.get(key, b.get("val_loss")) == pytest.approx(a.get(key, a.get("val_loss")), rel=2e-3, abs=2e-3)
