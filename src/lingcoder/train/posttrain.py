@@ -138,10 +138,10 @@ def run_posttraining(config: PostTrainConfig, table: str, to_conversations: Call
     steps = plan_steps(examples, train, capacity, config.epochs, config.seed, rows_per_step)
     val_rows = pack([e.num_tokens for e in examples], val, capacity)
     fingerprint = f"{table}:{renderer.fingerprint()}:{plan_fingerprint(examples, steps, capacity)}"
-    data = {**records.summary(), "files": list(config.data), "train_examples": len(train),
-            "val_examples": len(val), "steps": len(steps), "rows_per_epoch": len(pack(
-                [e.num_tokens for e in examples], train, capacity)),
-            "tokens_per_epoch": sum(examples[i].num_tokens for i in train)}
+    filled = sum(1 for step in steps for row in step.rows if row)
+    trained_tokens = config.epochs * sum(examples[i].num_tokens for i in train)
+    data = {**records.summary(), "files": list(config.data), "train_examples": len(train), "val_examples": len(val),
+            "steps": len(steps), "rows": filled, "packing_efficiency": round(trained_tokens / (filled * capacity), 4)}
     if env.is_main:
         write_bad_records(records, out)
         (out / "data.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -204,8 +204,9 @@ def run_posttraining(config: PostTrainConfig, table: str, to_conversations: Call
             bar.update(task, advance=1, description=f"{table} epoch {step_plan.epoch:.2f} loss "
                                                     f"{stats[objective.loss_key]:.4f} lr {lr:.2e}")
             if val_rows and (step % config.eval_every == 0 or step == len(steps)):
+                val = run_validation(run, objective, batches(val_rows, shard=False))
                 last_val = {"kind": "val", "step": step, "epoch": round(step_plan.epoch, 4),
-                            "tokens": progress["tokens"], **validate(run, objective, batches(val_rows, shard=False))}
+                            "tokens": progress["tokens"], **val}
                 run.sink.write(last_val)
             if step % config.checkpoint_every == 0 or step == len(steps):
                 run.save(step, {"progress": dict(progress), "plan": fingerprint}, checkpoint)
@@ -218,7 +219,7 @@ def run_posttraining(config: PostTrainConfig, table: str, to_conversations: Call
 
 
 @torch.no_grad()
-def validate(run: TrainingRun, objective: Objective, batches) -> dict:
+def run_validation(run: TrainingRun, objective: Objective, batches) -> dict:
     was_training = run.forward.training
     run.forward.eval()
     with run.autocast:
@@ -229,7 +230,8 @@ def validate(run: TrainingRun, objective: Objective, batches) -> dict:
 
 def _report_data(console: Console, data: dict, bad: list[dict], out: Path) -> None:
     console.print(f"records: {data['read']:,} read, {data['used']:,} used ({data['train_examples']:,} train / "
-                  f"{data['val_examples']:,} validation), {data['bad']:,} skipped")
+                  f"{data['val_examples']:,} validation), {data['bad']:,} skipped; rows "
+                  f"{data['packing_efficiency']:.0%} full")
     if bad:
         kinds = ", ".join(f"{kind}: {n}" for kind, n in data["bad_by_kind"].items())
         console.print(f"skipped records by reason: {kinds}; each one in {out / 'bad_records.jsonl'}, e.g.")

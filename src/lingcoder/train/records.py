@@ -50,7 +50,7 @@ def read_examples(paths: list[str], to_conversations: Callable[[dict], list[list
     for path in paths:
         if not Path(path).is_file():
             raise LingcoderError(f"{table}.data: {path}: file not found")
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(path, "rb") as f:
             for number, line in enumerate(f, 1):
                 records.read += 1
                 where = f"{path}:{number}"
@@ -67,11 +67,16 @@ def read_examples(paths: list[str], to_conversations: Callable[[dict], list[list
     return records
 
 
-def _example(where: str, line: str, to_conversations, renderer: ChatRenderer, max_tokens: int, table: str) -> Example:
-    if not line.strip():
+def _example(where: str, line: bytes, to_conversations, renderer: ChatRenderer, max_tokens: int, table: str
+             ) -> Example:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRecord("not UTF-8", str(exc)) from None
+    if not text.strip():
         raise BadRecord("empty line")
     try:
-        record = json.loads(line)
+        record = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadRecord("not JSON", str(exc)) from None
     if not isinstance(record, dict):
