@@ -4,6 +4,7 @@ falling, exact resume, bad records accounted for, and one-line CLI errors."""
 import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from lingcoder.evaluate.backends import ling_chat_prompt
 from lingcoder.model import BailingMoeForCausalLM
 from lingcoder.serve.generate import generate, load_for_generation
 from lingcoder.train.chat import ChatRenderer, conversation
+from lingcoder.train.config import load_pretrain_config
+from lingcoder.train.dpo import load_dpo_config
 from lingcoder.train.metrics import read_metrics
 from lingcoder.train.packing import packed_batch
 from lingcoder.train.records import read_examples
@@ -209,3 +212,11 @@ def test_bad_config_fails_before_training_and_the_cli_says_so_in_one_line(checkp
     result = lingcoder("sft", config, "--set", "sft.lr=1e-3")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "sft.lr: unknown key" in result.stderr
+
+
+def test_one_config_file_holds_every_stage():
+    tiny = Path(__file__).parents[1] / "configs" / "tiny.toml"
+    assert load_pretrain_config(tiny).train.out == "runs/tiny/pretrain"  # [sft] and [dpo] are not pretraining's
+    sft_config, dpo_config = load_sft_config(tiny), load_dpo_config(tiny, ["dpo.beta=0.2"])
+    assert sft_config.init_from == "runs/tiny/pretrain" and dpo_config.init_from == "runs/tiny/sft"
+    assert sft_config.schedule.kind == "cosine" and dpo_config.reference == "precomputed" and dpo_config.beta == 0.2

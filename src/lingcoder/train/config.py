@@ -67,9 +67,14 @@ class PretrainConfig:
         return [max(1, -(-phase.tokens // per_step)) for phase in self.phases]
 
 
+PRETRAIN_TABLES = ("model", "data", "train", "phases")
+
+
 def load_pretrain_config(path: str | Path, overrides: list[str] = ()) -> PretrainConfig:
     """Read a pretraining TOML file; `--set section.key=value` overrides any value."""
     data = apply_overrides(load_toml(path), list(overrides))
+    # The file may also configure other stages ([sft], [dpo], [synth], ...): pretraining reads only its tables.
+    data = {key: value for key, value in data.items() if key in PRETRAIN_TABLES}
     model = model_config_from_table(data.pop("model", {}))
     data.setdefault("phases", [])
     config = from_dict(PretrainConfig, {**data, "model": model})
