@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/lingcoder demo --out runs/demo
+	$(BIN)/lingcoder recipe configs/tiny.toml
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -1,13 +1,9 @@
 """The command line, run as users run it: `lingcoder ...` in a subprocess."""
 
-import shutil
 import subprocess
 import sys
-import sysconfig
-from pathlib import Path
 
 from lingcoder.data.tokenizer import train_tokenizer
-from lingcoder.demo import run_demo
 from lingcoder.model import BailingMoeForCausalLM
 
 from .conftest import micro_config
@@ -56,18 +52,3 @@ def test_generate_command_from_a_checkpoint(tmp_path):
     assert out.startswith("def f") and "\nret" in out
 
 
-def test_demo_runs_every_stage_end_to_end(tmp_path):
-    repos = tmp_path / "repos"
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    for repo, modules in {"textkit": ["textwrap", "string", "shlex"], "algos": ["bisect", "heapq", "graphlib"]}.items():
-        (repos / repo).mkdir(parents=True)
-        for module in modules:
-            shutil.copy(stdlib / f"{module}.py", repos / repo / f"{module}.py")
-    phases = ('phases=[{name="a",tokens=4096,mixture={"file-high"=1.0,"file-low"=1.0,"repo"=1.0},'
-              'schedule={kind="cosine",lr_start=3e-3,lr_end=3e-4}}]')
-    result = run_demo(tmp_path / "demo", sources=[str(repos)], overrides=[phases, "data.seq_len=64"], eval_tasks=2)
-    assert result.curated_documents > 0
-    assert (result.checkpoint / "config.json").is_file() and (result.checkpoint / "tokenizer.json").is_file()
-    assert set(result.samples) == {"greedy: def ", "sampled: def ", "greedy: import ", "sampled: import "}
-    assert 0.0 <= result.pass_at_1 <= 1.0
-    assert (tmp_path / "demo" / "eval" / "results.jsonl").read_text().count("\n") == 2

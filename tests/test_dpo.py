@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from lingcoder.errors import LingcoderError
-from lingcoder.evaluate.backends import ling_chat_prompt
 from lingcoder.model import BailingMoeForCausalLM
+from lingcoder.serve.chat_template import ChatTemplate
 from lingcoder.serve.generate import load_for_generation
 from lingcoder.train.chat import ChatRenderer, preference_pair
 from lingcoder.train.dpo import DPOObjective, dpo, dpo_loss, load_dpo_config, sequence_logprobs
@@ -80,7 +80,8 @@ def test_a_step_on_the_tiny_model_sums_answer_tokens_only(checkpoint, tmp_path):
 
     def by_hand(prompt, answer):
         """The answer's tokens follow the inference prompt; sum their log-probs, end-of-turn token included."""
-        prompt_ids = renderer.tokenizer.encode(ling_chat_prompt([{"role": "user", "content": prompt}])).ids
+        text = ChatTemplate.from_model_dir(checkpoint).render([{"role": "user", "content": prompt}])
+        prompt_ids = renderer.tokenizer.encode(text).ids
         answer_ids = renderer.tokenizer.encode(answer + "<|endoftext|>").ids
         ids = torch.tensor([prompt_ids + answer_ids])
         logp = F.log_softmax(model(ids[:, :-1]).logits[0].float(), dim=-1)

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from lingcoder.errors import LingcoderError
-from lingcoder.evaluate.backends import ling_chat_prompt
 from lingcoder.model import BailingMoeForCausalLM
+from lingcoder.serve.chat_template import ChatTemplate
 from lingcoder.serve.generate import generate, load_for_generation
 from lingcoder.train.chat import ChatRenderer, conversation
 from lingcoder.train.config import load_pretrain_config
@@ -75,9 +75,10 @@ def test_assistant_mask_is_exact_on_a_multi_turn_conversation(checkpoint, tmp_pa
     rendered = renderer.render(conversation({"messages": LING}))
     assert rendered.ids.tolist() == ids
     assert rendered.trained.tolist() == trained
-    # the context before the first answer is exactly the prompt the evaluation backends build
-    prompt = renderer.tokenizer.encode(ling_chat_prompt(OPENAI[:2])).ids
-    assert ids[: len(prompt)] == prompt and trained[len(prompt)] and not any(trained[: len(prompt)])
+    # the context of each answer is exactly the prompt inference builds (server, evaluation backends)
+    for turns in (OPENAI[:3], OPENAI):
+        prompt = renderer.tokenizer.encode(ChatTemplate.from_model_dir(checkpoint).render(turns[:-1])).ids
+        assert ids[: len(prompt)] == prompt and trained[len(prompt)] and not trained[len(prompt) - 1]
 
     # through the public path: file -> example -> packed batch labels -> the SFT loss
     examples = read_examples([str(write_jsonl(tmp_path / "one.jsonl", [{"messages": LING}]))], lambda r: [
@@ -137,7 +138,8 @@ def test_sft_loss_falls_and_the_checkpoint_chats(checkpoint, tmp_path):
     assert result.checkpoint.name == f"step-{result.steps:08d}"
     assert json.loads((result.checkpoint / "tokenizer_config.json").read_text())["chat_template"]
     model, tokenizer = load_for_generation(result.checkpoint)
-    prompt = ling_chat_prompt([{"role": "user", "content": "Write a function that returns 7."}])
+    prompt = ChatTemplate.from_model_dir(result.checkpoint).render([{"role": "user", "content": "Write a function "
+                                                                                      "that returns 7."}])
     assert generate(model, tokenizer, [prompt], max_new_tokens=4)[0].startswith("def")
 
 

@@ -115,18 +115,53 @@ def generate_cmd(
             print("-" * 40)
 
 
-# -- demo --------------------------------------------------------------------------------------
-@app.command("demo")
-def demo_cmd(
-    out: str = typer.Option("runs/demo", help="Output directory (replaced)."),
-    config: str = typer.Option("configs/tiny.toml", help="Pretraining config."),
-    set_: list[str] = typer.Option([], "--set", help="Override the pretraining config, e.g. train.seed=1."),
-    eval_tasks: int = typer.Option(20, help="HumanEval tasks to evaluate the model on."),
+# -- serve -------------------------------------------------------------------------------------
+@app.command("serve")
+def serve_cmd(
+    model_dir: str = typer.Argument(..., help="Checkpoint directory (with tokenizer.json)."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    api_key: str | None = typer.Option(None, envvar="LINGCODER_API_KEY",
+                                        help="Require 'Authorization: Bearer KEY' on /v1."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+    dtype: str | None = typer.Option(None, help="float32, bfloat16, ... (default: as stored)."),
+    max_batch_size: int = typer.Option(32, help="Rows (choices) decoded together at most."),
+    served_model_name: str | None = typer.Option(None, help="Model name at /v1/models (default: the dir's name)."),
 ) -> None:
-    """Curate embedded code, train a tokenizer, tokenize, pretrain the tiny model, generate, evaluate."""
-    from lingcoder.demo import run_demo
+    """Serve a checkpoint over an OpenAI-compatible HTTP API (completions, chat, streaming)."""
+    from lingcoder.serve.server import serve
 
-    run_demo(out, config=config, overrides=set_, eval_tasks=eval_tasks)
+    serve(model_dir, host=host, port=port, api_key=api_key, device=device, dtype=dtype,
+          max_batch_size=max_batch_size, served_model_name=served_model_name)
+
+
+# -- recipe ------------------------------------------------------------------------------------
+@app.command("recipe")
+def recipe_cmd(
+    config: str = typer.Argument("configs/tiny.toml", help="The recipe's TOML file (every stage's tables)."),
+    out: str = typer.Option(None, "--out", help="Run directory (default: the config's [run] out)."),
+    set_: list[str] = typer.Option([], "--set", help="Override any config value, e.g. train.seed=1."),
+    from_stage: str = typer.Option(None, "--from", help="Rerun from this stage even if it is complete."),
+    until: str = typer.Option(None, "--until", help="Stop after this stage."),
+) -> None:
+    """Curate -> tokenizer -> tokenize -> pretrain -> synth -> SFT -> DPO -> eval -> report, resuming."""
+    from lingcoder.recipe import recipe
+
+    recipe(config, overrides=set_, out=out, from_stage=from_stage, until=until, console=Console())
+
+
+@app.command("experiment")
+def experiment_cmd(
+    run_dir: str = typer.Argument(..., help="A recipe run directory (its tokenizer and tokens are reused)."),
+    seeds: int = typer.Option(3, help="Training seeds per arm."),
+    scale: float = typer.Option(1.0, help="Multiply every phase's token budget (e.g. 0.5 for a quicker look)."),
+    eval_tasks: int = typer.Option(20, help="HumanEval tasks for pass@1 in the curated-vs-raw part."),
+    part: list[str] = typer.Option(["moe_vs_dense", "curated_vs_raw"], help="Which comparison(s) to run."),
+) -> None:
+    """MoE vs dense and curated vs raw data, at small scale, on a recipe run's data; results for the report."""
+    from lingcoder.experiment import experiment
+
+    experiment(run_dir, seeds=seeds, scale=scale, eval_tasks=eval_tasks, parts=part, console=Console())
 
 
 # -- tokenizer, tokenize, pretrain -------------------------------------------------------------
@@ -334,3 +369,76 @@ def eval_command(
         use_namespaces=not no_namespaces,
         progress=not no_progress,
     )
+
+
+# -- report ----------------------------------------------------------------------------------------
+@app.command("report")
+def report_command(
+    run_dir: Annotated[str, typer.Argument(help="A run directory (as `lingcoder recipe` writes it).")],
+    out: Annotated[str | None, typer.Option(help="Output HTML file (default: RUN_DIR/report.html).")] = None,
+    device: Annotated[str, typer.Option(help="Device for the expert-usage pass of the final checkpoint.")] = "cpu",
+    usage_documents: Annotated[
+        int, typer.Option(help="Held-out documents per language for the expert-usage pass.")
+    ] = 32,
+    usage_tokens: Annotated[int, typer.Option(help="Tokens of each document for the expert-usage pass.")] = 512,
+) -> None:
+    """Write a self-contained HTML report of a run: curation, training, experts, evaluation, model card."""
+    from lingcoder.report import write_report
+
+    path = write_report(run_dir, out, device=device, usage_documents=usage_documents, usage_tokens=usage_tokens)
+    console.print(f"report -> {path}", soft_wrap=True)
+
+
+# -- synth -----------------------------------------------------------------------------------------
+@app.command("synth")
+def synth_command(
+    curated: Annotated[str, typer.Argument(help="Curated directory (`lingcoder curate` output).")],
+    out: Annotated[str, typer.Option(help="Output directory: sft.jsonl, dpo.jsonl, stats.json, dropped.jsonl.")],
+    teacher_url: Annotated[str | None, typer.Option(help="Teacher endpoint (OpenAI-compatible, .../v1).")] = None,
+    teacher_model: Annotated[str | None, typer.Option(help="Teacher model name at that endpoint.")] = None,
+    teacher_api_key: Annotated[str | None, typer.Option(help="Teacher API key (default $OPENAI_API_KEY).")] = None,
+    teacher_mode: Annotated[list[str] | None, typer.Option(help="magpie, evolved (repeatable; default both).")] = None,
+    teacher_problems: Annotated[int, typer.Option(help="Teacher attempts per mode.")] = 16,
+    teacher_temperature: Annotated[float, typer.Option(help="Teacher sampling temperature (> 0).")] = 0.8,
+    teacher_max_tokens: Annotated[int, typer.Option(help="Teacher reply length limit.")] = 1024,
+    magpie_prefix: Annotated[
+        str | None, typer.Option(help="The teacher's chat template up to a user turn (default: Ling's).")
+    ] = None,
+    magpie_stop: Annotated[
+        list[str] | None, typer.Option(help="Stop string ending the user turn (repeatable).")
+    ] = None,
+    candidates_url: Annotated[
+        str | None, typer.Option(help="Endpoint whose answers make DPO pairs (default: program mutations).")
+    ] = None,
+    candidates_model: Annotated[str | None, typer.Option(help="Model name at --candidates-url.")] = None,
+    candidates_api_key: Annotated[str | None, typer.Option(help="API key for --candidates-url.")] = None,
+    candidates_checkpoint: Annotated[
+        str | None, typer.Option(help="Checkpoint directory whose answers make DPO pairs.")
+    ] = None,
+    n_candidates: Annotated[int, typer.Option(help="Answers (or mutants) tried per problem; 0 = no DPO.")] = 4,
+    candidates_temperature: Annotated[float, typer.Option(help="Sampling temperature of the answers.")] = 0.8,
+    candidates_max_tokens: Annotated[int, typer.Option(help="Answer length limit.")] = 512,
+    device: Annotated[str, typer.Option(help="Device for --candidates-checkpoint.")] = "cpu",
+    workers: Annotated[int | None, typer.Option(help="Parallel parsers and programs (default: CPU cores).")] = None,
+    max_problems: Annotated[int, typer.Option(help="Verify a seeded sample of this many problems (0 = all).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of every sampled choice.")] = 0,
+    timeout: Annotated[float, typer.Option(help="Seconds per program run.")] = 10.0,
+    benchmark: Annotated[
+        list[str] | None, typer.Option(help="Extra benchmark JSONL to decontaminate against (repeatable).")
+    ] = None,
+) -> None:
+    """Execution-verified synthetic SFT and DPO data from the curated corpus (and a teacher model)."""
+    from lingcoder.synth.pipeline import synth
+    from lingcoder.synth.records import print_summary
+
+    stats = synth(
+        curated, out, teacher_url=teacher_url, teacher_model=teacher_model, teacher_api_key=teacher_api_key,
+        teacher_modes=teacher_mode, teacher_problems=teacher_problems, teacher_temperature=teacher_temperature,
+        teacher_max_tokens=teacher_max_tokens, magpie_prefix=magpie_prefix, magpie_stop=magpie_stop,
+        candidates_url=candidates_url, candidates_model=candidates_model,
+        candidates_api_key=candidates_api_key, candidates_checkpoint=candidates_checkpoint,
+        n_candidates=n_candidates, candidates_temperature=candidates_temperature,
+        candidates_max_tokens=candidates_max_tokens, device=device, workers=workers, max_problems=max_problems,
+        seed=seed, timeout=timeout, benchmarks=benchmark,
+    )
+    print_summary(stats, console)

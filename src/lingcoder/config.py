@@ -23,6 +23,16 @@ class ConfigError(LingcoderError):
     """A config file or override is invalid; the message names the key."""
 
 
+# One TOML file can configure a whole recipe. Each stage reads its own tables and skips these
+# (the tables of the other stages), so a typo in a table name is still an error.
+STAGE_TABLES = ("run", "curate", "tokenizer", "tokenize", "synth", "sft", "dpo", "eval", "experiment")
+
+
+def without_tables(data: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`data` without the tables of other stages (those in STAGE_TABLES not named in `keep`)."""
+    return {k: v for k, v in data.items() if k not in STAGE_TABLES or k in keep}
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

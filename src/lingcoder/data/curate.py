@@ -78,8 +78,9 @@ class CurateConfig:
     min_repo_files: int = 2
 
 
-def load_config(path: str | None = None, overrides: list[str] | None = None) -> CurateConfig:
-    data = load_toml(path) if path else {}
+def load_config(path: str | dict | None = None, overrides: list[str] | None = None) -> CurateConfig:
+    """From a TOML file of CurateConfig fields, or from such a table already read (a recipe's [curate])."""
+    data = path if isinstance(path, dict) else load_toml(path) if path else {}
     return from_dict(CurateConfig, apply_overrides(data, overrides or []))
 
 
@@ -160,7 +161,7 @@ def curate(
     executor: str = "local",
     benchmarks: list[str] | None = None,
     classifier_data: str | None = None,
-    config: str | None = None,
+    config: str | dict | None = None,
     overrides: list[str] | None = None,
     quiet: bool = False,
 ) -> dict | None:
@@ -175,13 +176,7 @@ def curate(
     for path in cfg.decontamination.benchmark_files:
         if not os.path.isfile(path):
             raise LingcoderError(f"benchmark {path}: no such file")
-    if sources:
-        units, sources_info = plan_units(sources), {"given": list(sources)}
-    else:
-        units, skipped = default_units(cfg.default_corpus)
-        sources_info = {"default_corpus": True, "repositories": len(units), "skipped": skipped}
-    if not units:
-        raise LingcoderError("no repositories or document files found in the given sources")
+    units, sources_info = _plan(sources, cfg)
     out_path = Path(out).resolve()
     prepare_output_dir(out_path)
     out = str(out_path)
@@ -204,3 +199,35 @@ def curate(
     if not quiet:
         print(f"curated {stats['documents_in']:,} files in {stats['seconds']:.1f}s -> {out}")
     return stats
+
+
+def raw_corpus(sources: list[str] | None, out: str, workers: int | None = None, config: str | dict | None = None,
+               quiet: bool = True) -> int:
+    """The uncurated twin of `curate` (for the curated-vs-raw experiment): every file the readers can
+    decode whose language is known, as-is (no rules, PII redaction, decontamination, dedup or quality
+    split), written to `out/raw/` in the curated schema. Returns the number of documents written."""
+    import pyarrow.parquet as pq
+
+    cfg = load_config(config)
+    units, _ = _plan(sources, cfg)
+    out_path = Path(out).resolve()
+    shutil.rmtree(out_path, ignore_errors=True)
+    out_path.mkdir(parents=True)
+    steps = [SourceReader(units, cfg.rules.max_file_bytes), DecodeSizeFilter(out_dir=str(out_path)),
+             LanguageFilter(cfg.languages, out_dir=str(out_path)), sample_writer(f"{out_path}/raw")]
+    workers = workers or os.cpu_count() or 1
+    tasks = max(1, min(len(units), 4 * workers))
+    run_stages([("raw", steps, tasks)], "local", workers, f"{out_path}/_work/logs", cfg.executor, quiet=quiet)
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in (out_path / "raw").glob("*.parquet"))
+
+
+def _plan(sources: list[str] | None, cfg: CurateConfig) -> tuple[list, dict]:
+    """The units to read (given sources, or the default corpus) and how they were chosen."""
+    if sources:
+        units, sources_info = plan_units(sources), {"given": list(sources)}
+    else:
+        units, skipped = default_units(cfg.default_corpus)
+        sources_info = {"default_corpus": True, "repositories": len(units), "skipped": skipped}
+    if not units:
+        raise LingcoderError("no repositories or document files found in the given sources")
+    return units, sources_info

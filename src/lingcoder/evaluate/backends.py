@@ -58,8 +58,12 @@ class CheckpointBackend:
             raise LingcoderError(f"the checkpoint backend needs lingcoder.serve.generate ({exc})") from None
         if not Path(model_dir).is_dir():
             raise LingcoderError(f"{model_dir}: checkpoint directory not found")
+        from lingcoder.serve.chat_template import ChatTemplate
+
         self._generate = generate
         self.model, self.tokenizer = load_for_generation(model_dir, device=device)
+        self.chat_template = ChatTemplate.from_model_dir(model_dir)
+        self.model_dir = model_dir
 
     def complete(self, prompts: list[str], settings: GenerationSettings) -> list[list[str]]:
         batch = [p for p in prompts for _ in range(settings.n)]
@@ -77,16 +81,11 @@ class CheckpointBackend:
         return [texts[i * settings.n : (i + 1) * settings.n] for i in range(len(prompts))]
 
     def chat(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[list[str]]:
-        prompts = [ling_chat_prompt(c) for c in conversations]
+        if self.chat_template is None:
+            raise LingcoderError(f"{self.model_dir}: no chat_template in tokenizer_config.json (use --mode base)")
+        prompts = [self.chat_template.render(c) for c in conversations]
         stop = tuple(dict.fromkeys([*settings.stop, *LING_CHAT_STOP]))
         return self.complete(prompts, dataclasses.replace(settings, stop=stop))
-
-
-def ling_chat_prompt(messages: list[dict]) -> str:
-    """The Ling chat template, ending with the assistant's turn."""
-    roles = {"system": "SYSTEM", "user": "HUMAN", "assistant": "ASSISTANT"}
-    text = "".join(f"<role>{roles[m['role']]}</role>{m['content']}" for m in messages)
-    return text + "<role>ASSISTANT</role>"
 
 
 class HuggingFaceBackend:

@@ -1,1 +1,1 @@
-"""Serving: sampling and batched KV-cache generation (an OpenAI-compatible server comes later)."""
+"""Serving: sampling, batched KV-cache generation, a continuous-batching engine, an OpenAI-compatible server."""

@@ -1,5 +1,6 @@
-"""Conversations as training tokens, rendered with the checkpoint's own chat template (the one inference
-uses, `tokenizer_config.json`), with a mask of the tokens the model must learn to write.
+"""Conversations as training tokens, rendered with the checkpoint's own chat template (`tokenizer_config.json`,
+through `serve.chat_template`, as the server and the evaluation backends render prompts), with a mask of the
+tokens the model must learn to write.
 
 The template is rendered for growing prefixes of the conversation, the way `transformers` finds assistant
 tokens: the text an assistant turn adds after the generation prompt (`<role>ASSISTANT</role>`) is its
@@ -11,17 +12,14 @@ against tokenizing the whole text, so the tokens are exactly those inference see
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from jinja2 import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
-from lingcoder.data.tokenizer import CHAT_TEMPLATE
 from lingcoder.errors import LingcoderError
+from lingcoder.serve.chat_template import ChatTemplate
 from lingcoder.serve.generate import load_tokenizer
 
 # Ling roles and OpenAI roles -> the OpenAI names chat templates are written for.
@@ -46,33 +44,23 @@ class Rendered:
 
 
 class ChatRenderer:
-    def __init__(self, tokenizer: Tokenizer, template: str):
+    def __init__(self, tokenizer: Tokenizer, template: ChatTemplate, fingerprint: str):
         self.tokenizer = tokenizer
-        self.template_source = template
-        try:
-            self.template = ImmutableSandboxedEnvironment().from_string(template)
-        except TemplateError as exc:
-            raise LingcoderError(f"chat template: {exc}") from None
+        self.template = template
+        self.fingerprint = fingerprint  # changes whenever the tokens of a conversation could (tokenizer, template)
         self.special_tokens = [t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special]
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path) -> ChatRenderer:
-        """The tokenizer and chat template a checkpoint directory carries (Ling's template if it names none)."""
+        """The tokenizer and chat template a checkpoint directory carries, as inference reads them."""
         directory = Path(directory)
-        config_path = directory / "tokenizer_config.json"
-        template = CHAT_TEMPLATE
-        if config_path.is_file():
-            try:
-                template = json.loads(config_path.read_text()).get("chat_template") or CHAT_TEMPLATE
-            except json.JSONDecodeError as exc:
-                raise LingcoderError(f"{config_path}: not JSON ({exc})") from None
-        return cls(load_tokenizer(directory), template)
-
-    def fingerprint(self) -> str:
-        """Changes whenever the tokens of some conversation could change (tokenizer or template)."""
-        digest = hashlib.sha256(self.tokenizer.to_str().encode())
-        digest.update(self.template_source.encode())
-        return digest.hexdigest()[:16]
+        template = ChatTemplate.from_model_dir(directory)
+        if template is None:
+            raise LingcoderError(f"{directory}: no chat_template in tokenizer_config.json; conversations are rendered "
+                                 "with the checkpoint's own template, the one inference uses")
+        tokenizer = load_tokenizer(directory)
+        files = (directory / "tokenizer.json").read_bytes() + (directory / "tokenizer_config.json").read_bytes()
+        return cls(tokenizer, template, hashlib.sha256(files).hexdigest()[:16])
 
     def render(self, messages: list[dict]) -> Rendered:
         """Tokens and trained-token mask of a conversation of {"role": system|user|assistant, "content"}."""
@@ -84,10 +72,10 @@ class ChatRenderer:
         done = ""
         for i, message in enumerate(messages):
             if message["role"] == "assistant":
-                prompt = self._render(messages[:i], add_generation_prompt=True)
+                prompt = self.template.render(messages[:i], add_generation_prompt=True)
                 pieces.append((_after(done, prompt), False))
                 done = prompt
-            text = self._render(messages[: i + 1], add_generation_prompt=False)
+            text = self.template.render(messages[: i + 1], add_generation_prompt=False)
             pieces.append((_after(done, text), message["role"] == "assistant"))
             done = text
         ids, trained = [], []
@@ -100,12 +88,6 @@ class ChatRenderer:
         if trained:
             trained[0] = False  # nothing precedes the first token to predict it from
         return Rendered(np.asarray(ids, dtype=np.int64), np.asarray(trained, dtype=bool))
-
-    def _render(self, messages: list[dict], add_generation_prompt: bool) -> str:
-        try:
-            return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt)
-        except TemplateError as exc:
-            raise LingcoderError(f"chat template: {exc}") from None
 
 
 def _after(prefix: str, text: str) -> str:

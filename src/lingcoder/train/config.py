@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lingcoder.config import apply_overrides, from_dict, load_toml
+from lingcoder.config import apply_overrides, from_dict, load_toml, without_tables
 from lingcoder.errors import LingcoderError
 from lingcoder.model import BailingMoeConfig
 from lingcoder.model.config import model_config_from_table
@@ -67,14 +67,14 @@ class PretrainConfig:
         return [max(1, -(-phase.tokens // per_step)) for phase in self.phases]
 
 
-PRETRAIN_TABLES = ("model", "data", "train", "phases")
-
-
 def load_pretrain_config(path: str | Path, overrides: list[str] = ()) -> PretrainConfig:
     """Read a pretraining TOML file; `--set section.key=value` overrides any value."""
-    data = apply_overrides(load_toml(path), list(overrides))
-    # The file may also configure other stages ([sft], [dpo], [synth], ...): pretraining reads only its tables.
-    data = {key: value for key, value in data.items() if key in PRETRAIN_TABLES}
+    return pretrain_config_from_dict(apply_overrides(load_toml(path), list(overrides)))
+
+
+def pretrain_config_from_dict(data: dict) -> PretrainConfig:
+    """The pretraining tables of a config already read (the other stages' tables are skipped)."""
+    data = without_tables(data)
     model = model_config_from_table(data.pop("model", {}))
     data.setdefault("phases", [])
     config = from_dict(PretrainConfig, {**data, "model": model})

@@ -156,7 +156,7 @@ def precomputed_reference(config: DPOConfig, checkpoint: Path, examples: list[Ex
     model = load_reference(checkpoint, env)
     reference = OnTheFlyReference(model, autocast_context(config.precision, env.device))
     header = {"reference": str(checkpoint.resolve()),
-              "tokens": ChatRenderer.from_checkpoint(checkpoint).fingerprint()}
+              "tokens": ChatRenderer.from_checkpoint(checkpoint).fingerprint}
     stored: dict[str, list[float]] = {}
     if path.is_file():
         try:

@@ -230,6 +230,8 @@ def train_step(run: TrainingRun, micro_batches: Iterable, loss_fn: Callable) -> 
             model.update_router_biases(counts)
         load = counts / counts.mean(dim=1, keepdim=True).clamp(min=1e-9)
         metrics["expert_load_max_over_mean"] = [round(float(x), 4) for x in load.max(dim=1).values]
+        share = counts / counts.sum(dim=1, keepdim=True)  # each expert's share of a MoE layer's routed tokens
+        metrics["expert_load"] = [[round(float(x), 5) for x in row] for row in share]
         metrics["router_entropy"] = [round(float(x), 4) for x in all_reduce(entropy / t.grad_accum)]
     return metrics
 

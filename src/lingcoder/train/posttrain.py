@@ -137,7 +137,7 @@ def run_posttraining(config: PostTrainConfig, table: str, to_conversations: Call
     rows_per_step = config.micro_batch_size * config.grad_accum * env.world_size
     steps = plan_steps(examples, train, capacity, config.epochs, config.seed, rows_per_step)
     val_rows = pack([e.num_tokens for e in examples], val, capacity)
-    fingerprint = f"{table}:{renderer.fingerprint()}:{plan_fingerprint(examples, steps, capacity)}"
+    fingerprint = f"{table}:{renderer.fingerprint}:{plan_fingerprint(examples, steps, capacity)}"
     filled = sum(1 for step in steps for row in step.rows if row)
     trained_tokens = config.epochs * sum(examples[i].num_tokens for i in train)
     data = {**records.summary(), "files": list(config.data), "train_examples": len(train), "val_examples": len(val),

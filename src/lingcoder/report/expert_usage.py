@@ -1,0 +1,98 @@
+"""Which experts each programming language uses: a checkpoint run over held-out curated documents,
+grouped by their `language`, counting the tokens each MoE layer routes to each expert.
+
+Held-out documents are the curated file-level samples that `lingcoder tokenize` put in the
+validation split (the same hash of the document id, from tokens/index.json); without a tokens
+index every file-level sample is used, and the result says so. The result is cached as JSON in
+the run directory and recomputed when the checkpoint's files or the settings change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from lingcoder.data.fim import document_rng
+from lingcoder.data.shards import TokenIndex
+from lingcoder.errors import LingcoderError
+from lingcoder.report.run_files import read_parquet_rows
+from lingcoder.serve.generate import load_for_generation
+
+CACHE_FILE = "expert_usage.json"
+
+
+def held_out_documents(curated: Path, tokens: Path | None, max_documents: int) -> tuple[dict[str, list[str]], str]:
+    """(language -> contents of up to `max_documents` held-out documents, lowest ids first; how they
+    were chosen)."""
+    rows = read_parquet_rows(curated / "file", ["id", "language", "content"])
+    if tokens is not None and (tokens / "index.json").is_file():
+        index = TokenIndex(tokens).data
+        fraction, seed = float(index.get("val_fraction", 0.0)), int(index.get("seed", 0))
+        rows = [r for r in rows if document_rng(r["id"], seed, "split").random() < fraction]
+        how = f"held out by the tokens/ validation split (val_fraction {fraction:g}, seed {seed})"
+    else:
+        how = "all curated file-level documents (no tokens/index.json to tell which were held out)"
+    by_language: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for r in rows:
+        by_language[r["language"]].append((r["id"], r["content"]))
+    chosen = {lang: [text for _, text in sorted(docs)[:max_documents]] for lang, docs in sorted(by_language.items())}
+    return chosen, how
+
+
+@torch.no_grad()
+def expert_usage_by_language(checkpoint: str | Path, documents: dict[str, list[str]], *, max_tokens: int = 512,
+                             device: str = "cpu") -> dict:
+    """Run `checkpoint` on each language's documents (one at a time, the first `max_tokens` tokens)
+    and count routed tokens per MoE layer and expert.
+
+    Returns {"checkpoint", "moe_layers": [layer index], "num_experts", "languages": {language:
+    {"documents", "tokens", "tokens_per_expert": [[count per expert] per MoE layer]}}}.
+    """
+    model, tokenizer = load_for_generation(checkpoint, device=device)
+    config = model.config
+    moe_layers = [i for i in range(config.num_hidden_layers) if config.is_moe_layer(i)]
+    if not moe_layers:
+        raise LingcoderError(f"{checkpoint}: a dense model has no experts to count")
+    limit = min(max_tokens, config.max_position_embeddings)
+    languages = {}
+    for language, texts in documents.items():
+        counts_LE = torch.zeros(len(moe_layers), config.num_experts, dtype=torch.long)
+        tokens = 0
+        for text in texts:
+            ids = tokenizer.encode(text).ids[:limit]
+            if not ids:
+                continue
+            out = model(torch.tensor([ids], device=device))
+            counts_LE += out.tokens_per_expert.long().cpu()
+            tokens += len(ids)
+        languages[language] = {"documents": len(texts), "tokens": tokens, "tokens_per_expert": counts_LE.tolist()}
+    return {"checkpoint": str(checkpoint), "moe_layers": moe_layers, "num_experts": config.num_experts,
+            "languages": languages}
+
+
+def cached_expert_usage(run: Path, checkpoint: Path, *, max_documents: int = 32, max_tokens: int = 512,
+                        device: str = "cpu") -> dict:
+    """`expert_usage_by_language` of the run's held-out curated documents, cached in RUN/expert_usage.json
+    (adds "selection": how the documents were chosen)."""
+    weights = sorted(p for p in checkpoint.iterdir() if p.suffix == ".safetensors")
+    key = {"checkpoint": str(checkpoint.resolve().relative_to(run.resolve())), "max_documents": max_documents,
+           "max_tokens": max_tokens, "weights": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in weights]}
+    cache = run / CACHE_FILE
+    if cache.is_file():
+        try:
+            cached = json.loads(cache.read_text())
+        except json.JSONDecodeError:  # our own cache, half written: compute it again
+            cached = {}
+        if cached.get("key") == key:
+            return cached
+    documents, how = held_out_documents(run / "curated", run / "tokens", max_documents)
+    usage = expert_usage_by_language(checkpoint, documents, max_tokens=max_tokens, device=device)
+    usage.update(key=key, selection=how, checkpoint=key["checkpoint"])
+    tmp = cache.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(usage, indent=1) + "\n")
+    os.replace(tmp, cache)
+    return usage

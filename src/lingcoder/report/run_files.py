@@ -1,0 +1,192 @@
+"""Reading a run directory for the report: each stage's files parsed and checked.
+
+Every reader returns None (or an empty list) when its stage did not run, and raises a
+`LingcoderError` naming the file when a file is there but malformed. The layout is the one
+`lingcoder recipe` writes (curated/, tokens/, pretrain/, sft/, dpo/, eval/, experiment/, recipe.json).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lingcoder.data.quality import QualityConfig
+from lingcoder.errors import LingcoderError
+from lingcoder.train.metrics import read_metrics
+from lingcoder.train.state import complete_checkpoints
+
+TRAINING_STAGES = ("pretrain", "sft", "dpo")  # in the order a recipe runs them
+STATS_KEYS = ("documents_in", "bytes_in", "kept", "dropped", "unaccounted", "high_quality", "low_quality",
+              "by_step", "by_language")
+SUMMARY_KEYS = ("benchmark", "k", "pass_at_k", "per_language")
+RESULT_KEYS = ("task_id", "language", "passed", "verdict")
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from `path`, or a LingcoderError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LingcoderError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise LingcoderError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
+    """The JSON objects of a JSONL file, each checked for the `required` keys."""
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LingcoderError(f"{path}:{lineno}: not valid JSON ({exc})") from None
+        if not isinstance(row, dict):
+            raise LingcoderError(f"{path}:{lineno}: expected a JSON object")
+        require(row, required, f"{path}:{lineno}")
+        rows.append(row)
+    return rows
+
+
+def require(data: dict, keys: tuple[str, ...], where: str | Path) -> None:
+    if not isinstance(data, dict):
+        raise LingcoderError(f"{where}: expected a JSON object, found {type(data).__name__}")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise LingcoderError(f"{where}: missing {', '.join(missing)}")
+
+
+def read_parquet_rows(folder: Path, columns: list[str]) -> list[dict]:
+    """Rows of every Parquet file under `folder` (sorted), only `columns`."""
+    rows = []
+    for path in sorted(folder.rglob("*.parquet")):
+        try:
+            rows.extend(pq.read_table(path, columns=columns).to_pylist())
+        except (pa.ArrowException, OSError) as exc:
+            raise LingcoderError(f"{path}: unreadable Parquet ({exc})") from None
+    return rows
+
+
+def load_recipe(run: Path) -> dict | None:
+    """RUN/recipe.json: {"config": ..., "stages": {name: {"seconds", "outputs", "finished_at"}}}."""
+    path = run / "recipe.json"
+    if not path.is_file():
+        return None
+    recipe = read_json(path)
+    stages = recipe.get("stages", {})
+    if not isinstance(stages, dict) or not all(isinstance(s, dict) for s in stages.values()):
+        raise LingcoderError(f"{path}: `stages` must map each stage name to an object")
+    return recipe
+
+
+@dataclass
+class Curation:
+    stats: dict  # curated/stats.json (see lingcoder.data.funnel)
+    kept: list[dict]  # language, size_bytes, score, quality ("high" | "low") of each file-level sample
+    dropped: list[dict]  # language, size_bytes, step, reason of each dropped document
+    threshold: float  # the high-quality score threshold
+    threshold_source: str  # where the threshold came from
+
+
+def load_curation(run: Path, recipe: dict | None) -> Curation | None:
+    curated = run / "curated"
+    stats_path = curated / "stats.json"
+    if not stats_path.is_file():
+        return None
+    stats = read_json(stats_path)
+    require(stats, STATS_KEYS, stats_path)
+    kept = []
+    for quality in ("high", "low"):
+        for row in read_parquet_rows(curated / "file" / quality, ["language", "size_bytes", "score"]):
+            kept.append({**row, "quality": quality})
+    dropped = read_parquet_rows(curated / "dropped", ["language", "size_bytes", "step", "reason"])
+    threshold = find_setting(recipe.get("config", {}) if recipe else {}, "high_quality_threshold")
+    if threshold is None:
+        return Curation(stats, kept, dropped, QualityConfig().high_quality_threshold, "default")
+    return Curation(stats, kept, dropped, float(threshold), "recipe.json")
+
+
+def find_setting(config, key: str):
+    """The first value of `key` anywhere in a nested config dict (None if absent)."""
+    if isinstance(config, dict):
+        if key in config:
+            return config[key]
+        for value in config.values():
+            found = find_setting(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def load_metrics(run: Path, stage: str) -> list[dict] | None:
+    """RUN/<stage>/metrics.jsonl records (last record of each (kind, step) wins), or None."""
+    path = run / stage / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    try:
+        return read_metrics(path)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        read_jsonl(path, required=("step",))  # names the bad line where one is
+        raise LingcoderError(f"{path}: not a metrics file ({exc!r})") from None
+
+
+def final_checkpoint(run: Path) -> Path | None:
+    """The last complete checkpoint of the last training stage that wrote one."""
+    for stage in reversed(TRAINING_STAGES):
+        found = complete_checkpoints(run / stage / "checkpoints")
+        if found:
+            return found[-1]
+    return None
+
+
+@dataclass
+class EvalRun:
+    directory: Path
+    summary: dict  # summary.json (see lingcoder.evaluate.results)
+    results: list[dict]  # results.jsonl rows ([] when absent)
+
+
+def load_evals(run: Path) -> list[EvalRun]:
+    """Every evaluation under RUN/eval: RUN/eval itself and/or one sub-directory per benchmark."""
+    root = run / "eval"
+    runs = []
+    for path in sorted(root.rglob("summary.json")) if root.is_dir() else []:
+        summary = read_json(path)
+        require(summary, SUMMARY_KEYS, path)
+        results_path = path.parent / "results.jsonl"
+        results = read_jsonl(results_path, RESULT_KEYS) if results_path.is_file() else []
+        runs.append(EvalRun(path.parent, summary, results))
+    return runs
+
+
+EXPERIMENT_PARTS = {
+    "moe_vs_dense": ("model", ("model", "seed", "total_params", "activated_params", "val_loss", "val_curve")),
+    "curated_vs_raw": ("data", ("data", "seed", "heldout_loss", "humaneval_canonical_loss", "pass_at_1",
+                                "val_curve")),
+}
+
+
+def load_experiment(run: Path) -> dict | None:
+    """RUN/experiment/results.json, every part checked for the fields the report shows."""
+    path = run / "experiment" / "results.json"
+    if not path.is_file():
+        return None
+    results = read_json(path)
+    for part, (_, fields) in EXPERIMENT_PARTS.items():
+        if part not in results:
+            continue
+        require(results[part], ("tokens", "steps", "seeds", "runs"), f"{path} [{part}]")
+        if not isinstance(results[part]["runs"], list):
+            raise LingcoderError(f"{path} [{part}]: runs must be a list")
+        for i, row in enumerate(results[part]["runs"]):
+            require(row, fields, f"{path} [{part}.runs[{i}]]")
+            curve = row["val_curve"]
+            if not isinstance(curve, list) or not all(isinstance(p, list) and len(p) == 2 for p in curve):
+                raise LingcoderError(f"{path} [{part}.runs[{i}]]: val_curve must be a list of [step, loss]")
+    return results

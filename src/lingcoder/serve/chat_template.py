@@ -1,0 +1,61 @@
+"""A checkpoint's chat template (the Jinja template in tokenizer_config.json), rendered as transformers does.
+
+Rendering uses Jinja's immutable sandbox with `trim_blocks`/`lstrip_blocks` and the variables
+transformers passes (`messages`, `add_generation_prompt`, the special tokens, `raise_exception`), so
+a prompt rendered here equals `tokenizer.apply_chat_template(messages, add_generation_prompt=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from lingcoder.errors import LingcoderError
+
+
+class ChatTemplate:
+    def __init__(self, source: str, special_tokens: dict[str, str | None]):
+        environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        environment.globals["raise_exception"] = _raise_exception
+        try:
+            self.template = environment.from_string(source)
+        except TemplateError as exc:
+            raise LingcoderError(f"chat template does not compile: {exc}") from None
+        self.special_tokens = special_tokens
+
+    @classmethod
+    def from_model_dir(cls, model_dir: str | Path) -> ChatTemplate | None:
+        """The template of `model_dir`/tokenizer_config.json, or None when it has none."""
+        path = Path(model_dir) / "tokenizer_config.json"
+        if not path.is_file():
+            return None
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise LingcoderError(f"{path}: unreadable ({exc})") from None
+        source = config.get("chat_template")
+        if not source:
+            return None
+        if not isinstance(source, str):
+            raise LingcoderError(f"{path}: only a single chat_template string is supported")
+        tokens = {name: _token_text(config.get(name)) for name in ("bos_token", "eos_token", "pad_token")}
+        return cls(source, tokens)
+
+    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The prompt for the assistant's next turn (or, without the generation prompt, the conversation)."""
+        try:
+            return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                        **self.special_tokens)
+        except TemplateError as exc:
+            raise LingcoderError(f"the chat template cannot render these messages: {exc}") from None
+
+
+def _token_text(token) -> str | None:
+    return token.get("content") if isinstance(token, dict) else token  # AddedToken dicts or plain strings
+
+
+def _raise_exception(message: str):
+    raise TemplateError(message)

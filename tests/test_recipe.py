@@ -1,0 +1,211 @@
+"""`lingcoder recipe`: every stage into one run directory, skipped when complete, resumed when cut short."""
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+import torch
+
+from lingcoder.errors import LingcoderError
+from lingcoder.experiment import completion_loss, experiment
+from lingcoder.recipe import recipe
+
+CONFIG = """
+[run]
+out = "unused"
+workers = 2
+
+[curate]
+sources = ["{repos}"]
+quality = {{ high_quality_threshold = 40.0 }}  # most of these files are high quality: a held-out set exists
+
+[tokenize]
+vocab_size = 512
+val_fraction = 0.3
+
+[model]  # the tests' micro model: every code path, a fraction of the cost
+preset = "tiny"
+vocab_size = 512
+hidden_size = 32
+num_hidden_layers = 2
+num_attention_heads = 4
+num_key_value_heads = 2
+head_dim = 8
+num_experts = 8
+num_experts_per_tok = 2
+moe_intermediate_size = 16
+intermediate_size = 48
+
+[data]
+seq_len = 64
+eval_tokens = 2048
+
+[train]
+micro_batch_size = 4
+eval_every = 4
+checkpoint_every = 4
+keep_checkpoints = 3
+
+[[phases]]
+name = "one"
+tokens = 2048
+mixture = {{ "file-high" = 1.0, "repo" = 1.0 }}
+schedule = {{ kind = "cosine", lr_start = 3e-3, lr_end = 3e-4 }}
+
+[synth]
+max_problems = 8
+
+[eval]
+tasks = 2
+mode = "base"
+max_tokens = 32
+"""
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("recipe")
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    repos = {"textkit": ["textwrap", "string", "shlex", "fnmatch", "glob", "keyword"],
+             "algos": ["bisect", "heapq", "graphlib", "colorsys", "calendar", "statistics"]}
+    for repo, modules in repos.items():
+        (root / "repos" / repo).mkdir(parents=True)
+        for module in modules:
+            shutil.copy(stdlib / f"{module}.py", root / "repos" / repo / f"{module}.py")
+    path = root / "recipe.toml"
+    path.write_text(CONFIG.format(repos=root / "repos"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(config, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    recipe(config, out=run)
+    return run
+
+
+def stage_times(run: Path) -> dict[str, str]:
+    """When each stage last finished; the report is rebuilt on every run, so it is left out."""
+    return {name: entry["finished_at"] + str(entry["seconds"])
+            for name, entry in json.loads((run / "recipe.json").read_text())["stages"].items() if name != "report"}
+
+
+def test_every_stage_writes_its_outputs(finished_run):
+    record = json.loads((finished_run / "recipe.json").read_text())
+    assert list(record["stages"]) == ["curate", "tokenizer", "tokenize", "pretrain", "synth", "eval", "report"]
+    assert all(entry["status"] == "done" for entry in record["stages"].values())
+    assert (finished_run / "curated" / "stats.json").is_file()
+    assert (finished_run / "tokens" / "index.json").is_file()
+    checkpoint = Path(record["stages"]["pretrain"]["outputs"][0])
+    assert checkpoint.parent == finished_run / "pretrain" / "checkpoints" and (checkpoint / "config.json").is_file()
+    assert "humaneval" in (finished_run / "report.html").read_text()
+    assert (finished_run / "synth" / "sft.jsonl").read_text().count("\n") >= 1
+    summary = json.loads((finished_run / "eval" / "summary.json").read_text())
+    assert summary["n_tasks"] == 2 and record["config"]["eval"]["tasks"] == 2
+
+
+def test_a_finished_run_is_skipped_and_an_edit_reruns_from_the_stage_it_touches(config, finished_run):
+    before = stage_times(finished_run)
+    recipe(config, out=finished_run)
+    assert stage_times(finished_run) == before
+
+    recipe(config, out=finished_run, overrides=["eval.max_tokens=16"])
+    after = stage_times(finished_run)
+    assert {name for name in before if after[name] != before[name]} == {"eval"}
+
+    recipe(config, out=finished_run, overrides=["eval.max_tokens=16"], from_stage="tokenize", until="tokenize")
+    assert {name for name in after if stage_times(finished_run)[name] != after[name]} == {"tokenize"}
+
+
+def test_an_interrupted_pretraining_resumes_from_its_last_checkpoint(config, finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    record_path = run / "recipe.json"
+    text = record_path.read_text().replace(str(finished_run), str(run))
+    record = json.loads(text)
+    # As if killed after the step-4 checkpoint: the stage started, its last checkpoint never written.
+    checkpoints = sorted((run / "pretrain" / "checkpoints").iterdir())
+    shutil.rmtree(checkpoints[-1])
+    record["stages"]["pretrain"] = {"status": "started", "fingerprint": record["stages"]["pretrain"]["fingerprint"]}
+    record_path.write_text(json.dumps(record))
+
+    recipe(config, out=run)
+    record = json.loads(record_path.read_text())
+    assert record["stages"]["pretrain"]["status"] == "done"
+    assert Path(record["stages"]["pretrain"]["outputs"][0]).name == checkpoints[-1].name
+    resumed = [r for r in map(json.loads, (run / "pretrain" / "metrics.jsonl").read_text().splitlines())
+               if r["kind"] == "train"]
+    original = [r for r in map(json.loads, (finished_run / "pretrain" / "metrics.jsonl").read_text().splitlines())
+                if r["kind"] == "train"]
+    last = {r["step"]: r["lm_loss"] for r in resumed}
+    assert last == {r["step"]: r["lm_loss"] for r in original}  # exact resume: the same losses
+    assert (run / "eval" / "summary.json").is_file()
+
+
+def test_bad_input_is_one_clear_error(config, tmp_path):
+    for override, message in (("synth.max_problem=3", "synth.max_problem: unknown key"),
+                              ("eval.task=3", "eval.task: unknown key"),
+                              ("curate.rules.max_line_lenght=3", "rules.max_line_lenght: unknown key"),
+                              ("phases=[]", "at least one \\[\\[phases\\]\\] table")):
+        with pytest.raises(LingcoderError, match=message):
+            recipe(config, out=tmp_path, overrides=[override])
+        assert not (tmp_path / "curated").exists()  # checked before any stage ran
+    with pytest.raises(LingcoderError, match="--from 'pretrian': unknown stage"):
+        recipe(config, out=tmp_path, from_stage="pretrian")
+    (tmp_path / "recipe.json").write_text("{not json")
+    with pytest.raises(LingcoderError, match="recipe.json: not valid JSON"):
+        recipe(config, out=tmp_path)
+    result = subprocess.run([sys.executable, "-m", "lingcoder", "recipe", str(tmp_path / "missing.toml")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "config file not found" in result.stderr
+
+
+def test_experiment_compares_moe_with_dense_and_curated_with_raw(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    results = experiment(run, seeds=2, eval_tasks=1, workers=1)
+    moe_dense = results["moe_vs_dense"]
+    assert [(r["model"], r["seed"]) for r in moe_dense["runs"]] == [("moe", 0), ("dense", 0), ("moe", 1), ("dense", 1)]
+    moe, dense = moe_dense["runs"][:2]
+    assert dense["total_params"] < moe["total_params"]
+    assert abs(dense["activated_params"] - moe["activated_params"]) / moe["activated_params"] < 0.02
+    assert all(math.isfinite(r["val_loss"]) and r["val_curve"] for r in moe_dense["runs"])
+    assert moe_dense["runs"][0]["val_loss"] != moe_dense["runs"][2]["val_loss"]  # seeds differ
+    raw_vs = results["curated_vs_raw"]
+    assert [r["data"] for r in raw_vs["runs"]] == ["curated", "raw", "curated", "raw"]
+    for r in raw_vs["runs"]:
+        assert math.isfinite(r["heldout_loss"]) and math.isfinite(r["humaneval_canonical_loss"])
+        assert 0.0 <= r["pass_at_1"] <= 1.0
+    raw_index = json.loads((run / "experiment" / "curated_vs_raw" / "raw-tokens" / "index.json").read_text())
+    curated_index = json.loads((run / "tokens" / "index.json").read_text())
+    assert raw_index["val_fraction"] == curated_index["val_fraction"] and raw_index["seed"] == curated_index["seed"]
+    assert json.loads((run / "experiment" / "results.json").read_text()) == results
+    assert "MoE vs a dense model" in (run / "report.html").read_text()
+
+    done = sorted((run / "experiment").glob("*/*/result.json"))
+    stamps = [p.stat().st_mtime_ns for p in done]
+    assert experiment(run, seeds=2, eval_tasks=1, workers=1, parts=["moe_vs_dense"]) == results  # nothing retrained
+    assert [p.stat().st_mtime_ns for p in done] == stamps
+
+
+def test_completion_loss_counts_only_the_completion_tokens(micro_model):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"<|endoftext|>": 0, **{chr(c): i + 1 for i, c in enumerate(range(32, 127))}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    prompt, completion = "def f(", "x):"
+    ids = [0] + tokenizer.encode(prompt + completion).ids
+    logits = micro_model(torch.tensor([ids[:-1]])).logits[0]
+    expected = torch.nn.functional.cross_entropy(logits[len(prompt):], torch.tensor(ids[len(prompt) + 1:]))
+    assert completion_loss(micro_model, tokenizer, [(prompt, completion)]) == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_experiment_needs_a_recipe_run(tmp_path):
+    with pytest.raises(LingcoderError, match="not a recipe run directory"):
+        experiment(tmp_path)

@@ -1,0 +1,457 @@
+"""The HTML report of a run directory: a small but real run (curate, tokenizer, tokenize, a few
+pretraining steps of a micro model, a judged evaluation, an experiment results file), the page
+checked section by section, partial and malformed run directories, the CLI, and every figure
+rendered by a headless chromium."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from lingcoder.cli import main
+from lingcoder.data.curate import curate
+from lingcoder.data.decontaminate import humaneval_path
+from lingcoder.data.fim import document_rng
+from lingcoder.data.shards import TokenIndex
+from lingcoder.data.tokenize import tokenize, train_tokenizer_on_parquet
+from lingcoder.errors import LingcoderError
+from lingcoder.evaluate.runner import run_eval
+from lingcoder.model import BailingMoeConfig, count_parameters
+from lingcoder.report import expert_usage as expert_usage_module
+from lingcoder.report import write_report
+from lingcoder.report.expert_usage import cached_expert_usage
+from lingcoder.report.page import Section, figure_html, render_page
+from lingcoder.report.plots import subsample
+from lingcoder.train.config import load_pretrain_config
+from lingcoder.train.loop import pretrain
+from lingcoder.train.metrics import read_metrics
+
+from .conftest import STDLIB_MODULES
+
+GO = """package inventory
+
+import "fmt"
+
+// Item is one line of stock.
+type Item struct {
+\tName     string
+\tPrice    float64
+\tQuantity int
+}
+
+// Total is the value of the stock.
+func Total(items []Item) float64 {
+\ttotal := 0.0
+\tfor _, item := range items {
+\t\ttotal += item.Price * float64(item.Quantity)
+\t}
+\treturn total
+}
+
+// Describe prints each item.
+func Describe(items []Item) {
+\tfor i, item := range items {
+\t\tfmt.Printf("%d: %s x%d\\n", i, item.Name, item.Quantity)
+\t}
+}
+"""
+SHELL = """#!/usr/bin/env bash
+# Back up a directory into a dated tarball and keep the newest five.
+set -euo pipefail
+src="${1:?usage: backup.sh DIR}"
+dest="${BACKUP_DIR:-$HOME/backups}"
+mkdir -p "$dest"
+stamp="$(date +%Y%m%d-%H%M%S)"
+tar -czf "$dest/$(basename "$src")-$stamp.tar.gz" -C "$(dirname "$src")" "$(basename "$src")"
+ls -1t "$dest"/*.tar.gz | tail -n +6 | xargs -r rm --
+echo "backed up $src to $dest"
+"""
+CONFIG = """
+[model]
+preset = "tiny"
+vocab_size = 512
+hidden_size = 32
+num_hidden_layers = 2
+num_attention_heads = 4
+num_key_value_heads = 2
+head_dim = 8
+num_experts = 8
+num_experts_per_tok = 2
+moe_intermediate_size = 16
+max_position_embeddings = 256
+
+[data]
+tokens = "{tokens}"
+seq_len = 64
+eval_tokens = 512
+
+[train]
+out = "{out}"
+micro_batch_size = 4
+eval_every = 4
+checkpoint_every = 100
+
+[[phases]]
+name = "stage1"
+tokens = 1024
+mixture = {mixture}
+schedule = {{ kind = "multistep", lr_start = 3e-3, lr_end = 1.5e-3, warmup_steps = 2 }}
+
+[[phases]]
+name = "anneal"
+tokens = 1024
+mixture = {mixture}
+schedule = {{ kind = "inverse_sqrt", lr_start = 1.5e-3, lr_end = 1.5e-5 }}
+"""
+EXPERIMENT = {
+    "moe_vs_dense": {"tokens": 4096, "steps": 16, "seeds": [0, 1], "runs": [
+        {"model": "moe", "seed": 0, "total_params": 67232, "activated_params": 48800, "val_loss": 4.0,
+         "val_curve": [[0, 6.2], [8, 5.0], [16, 4.0]]},
+        {"model": "moe", "seed": 1, "total_params": 67232, "activated_params": 48800, "val_loss": 4.2,
+         "val_curve": [[0, 6.3], [8, 5.1], [16, 4.2]]},
+        {"model": "dense", "seed": 0, "total_params": 48800, "activated_params": 48800, "val_loss": 4.5,
+         "val_curve": [[0, 6.2], [8, 5.4], [16, 4.5]]},
+        {"model": "dense", "seed": 1, "total_params": 48800, "activated_params": 48800, "val_loss": 4.6,
+         "val_curve": [[0, 6.2], [8, 5.5], [16, 4.6]]}]},
+    "curated_vs_raw": {"tokens": 4096, "steps": 16, "seeds": [0], "runs": [
+        {"data": "curated", "seed": 0, "heldout_loss": 4.25, "humaneval_canonical_loss": 3.5, "pass_at_1": 0.0,
+         "val_curve": [[0, 6.0], [16, 4.3]]},
+        {"data": "raw", "seed": 0, "heldout_loss": 4.5, "humaneval_canonical_loss": 3.75, "pass_at_1": 0.0,
+         "val_curve": [[0, 6.0], [16, 4.6]]}]},
+}
+SECTIONS = ["curation", "training", "expert-load", "expert-usage", "evaluation", "model-card", "experiment"]
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def make_corpus(root: Path) -> Path:
+    """Real code in four languages, plus files curation must drop (a duplicate, data, an empty file)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for name in STDLIB_MODULES[:12]:
+        write(root / "pyrepo" / f"{name}.py", (stdlib / f"{name}.py").read_text())
+    web = Path(matplotlib.__file__).parent / "backends" / "web_backend" / "js"
+    for js in sorted(web.glob("*.js")):
+        write(root / "webrepo" / js.name, js.read_text())
+    write(root / "gorepo" / "inventory.go", GO)
+    write(root / "gorepo" / "backup.sh", SHELL)
+    write(root / "gorepo" / "prices.csv", "item,price\napple,1\npear,2\n")
+    write(root / "gorepo" / "empty.py", "")
+    shutil.copy(stdlib / "heapq.py", root / "gorepo" / "heapq_copy.py")
+    return root
+
+
+def split_seed(curated: Path) -> int:
+    """A validation-split seed that holds out at least one document of every language (document ids
+    hash the corpus path, so a fixed seed would hold out different documents in each run)."""
+    rows = pq.read_table(curated / "file", columns=["id", "language"]).to_pylist()
+    languages = {r["language"] for r in rows}
+    return next(seed for seed in range(1000)
+                if {r["language"] for r in rows if document_rng(r["id"], seed, "split").random() < 0.5} == languages)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A run directory written by the real stages (a few seconds of pretraining)."""
+    base = tmp_path_factory.mktemp("report")
+    run = base / "run"
+    curate([str(make_corpus(base / "corpus"))], str(run / "curated"), workers=1, quiet=True)
+    train_tokenizer_on_parquet(run / "curated", run / "tokenizer", vocab_size=512)
+    tokenize(run / "curated", run / "tokenizer", run / "tokens", val_fraction=0.5, seed=split_seed(run / "curated"),
+             workers=1)
+    index = TokenIndex(run / "tokens")
+    sources = [s for s in index.sources if index.num_tokens(s, "train") > 64]
+    mixture = "{ " + ", ".join(f'"{s}" = 1.0' for s in sources) + " }"
+    config = base / "pretrain.toml"
+    config.write_text(CONFIG.format(tokens=run / "tokens", out=run / "pretrain", mixture=mixture))
+    pretrain(load_pretrain_config(config, []))
+    problems = [json.loads(line) for line in gzip.open(humaneval_path(), "rt")][:3]
+    samples = [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in problems]
+    samples += [{"task_id": p["task_id"], "completion": "    return None\n"} for p in problems]
+    write(base / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
+    run_eval(run / "eval", samples=str(base / "samples.jsonl"), k=[1, 2], workers=2, progress=False)
+    write(run / "experiment" / "results.json", json.dumps(EXPERIMENT))
+    write(run / "recipe.json", json.dumps({
+        "config": {"curate": {"quality": {"high_quality_threshold": 90.0}}},
+        "stages": {"curate": {"status": "done", "fingerprint": "a", "seconds": 1.5, "outputs": [str(run / "curated")],
+                              "finished_at": "2026-01-01T00:00:00+00:00"},
+                   "pretrain": {"status": "done", "fingerprint": "b", "seconds": 12.25,
+                                "outputs": [str(run / "pretrain")], "finished_at": "2026-01-01T00:01:00+00:00"},
+                   "eval": {"status": "started", "fingerprint": "c"}}}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def report(run_dir) -> Path:
+    return write_report(run_dir, usage_documents=8, usage_tokens=128)
+
+
+class PageParser(HTMLParser):
+    """Sections, figures (with their images), the body's attributes, and anything loaded from outside."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.sections: dict[str, str] = {}
+        self.figures: dict[str, dict] = {}
+        self.body: dict = {}
+        self.external: list[str] = []
+        self._figure: str | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "body":
+            self.body = attrs
+        elif tag == "section":
+            self.sections[attrs["id"]] = attrs["data-ran"]
+        elif tag == "figure" and "plot" in attrs.get("class", ""):
+            self._figure = attrs["data-plot"]
+            self.figures[self._figure] = {"rendered": attrs.get("data-rendered")}
+        elif tag == "img" and self._figure:
+            self.figures[self._figure]["src"] = attrs["src"]
+        if tag in ("link", "iframe") or (tag == "script" and "src" in attrs):
+            self.external.append(tag)
+        for key in ("src", "href"):
+            if attrs.get(key, "").startswith(("http:", "https:", "//", "file:")):
+                self.external.append(attrs[key])
+
+    def handle_endtag(self, tag):
+        if tag == "figure":
+            self._figure = None
+
+
+def page(path: Path) -> PageParser:
+    return PageParser(path.read_text(encoding="utf-8"))
+
+
+def png_size(src: str) -> tuple[int, int]:
+    assert src.startswith("data:image/png;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).size
+
+
+# -- the full report -------------------------------------------------------------------------------
+def test_every_section_ran_and_every_figure_is_an_inline_png(report):
+    parsed = page(report)
+    assert report.name == "report.html"
+    assert parsed.sections == dict.fromkeys(SECTIONS, "true")
+    expected = {"curation-funnel", "curation-by-language", "drops-by-language-and-reason", "quality-scores",
+                "training-pretrain", "expert-load-pretrain", "expert-usage-by-language", "pass-at-k",
+                "tasks-eval-python", "experiment-moe_vs_dense", "experiment-curated_vs_raw"}
+    assert set(parsed.figures) == expected
+    assert int(parsed.body["data-figures-declared"]) == len(expected)
+    for name, figure in parsed.figures.items():
+        width, height = png_size(figure["src"])
+        assert width > 200 and height > 100, name
+    assert parsed.external == []  # self-contained: nothing fetched from anywhere
+
+
+def test_the_page_reports_the_runs_own_numbers(run_dir, report):
+    text = report.read_text()
+    stats = json.loads((run_dir / "curated" / "stats.json").read_text())
+    assert f"{stats['documents_in']:,} documents" in text
+    assert "high-quality" in text and "Go" in text and "JavaScript" in text
+    checkpoint = sorted((run_dir / "pretrain" / "checkpoints").iterdir())[-1]
+    total, active = count_parameters(BailingMoeConfig.load(checkpoint))
+    assert f">{total:,}<" in text and f">{active:,}<" in text
+    tokens = read_metrics(run_dir / "pretrain" / "metrics.jsonl")[-1]["tokens"]
+    assert f">{tokens:,}<" in text  # tokens seen
+    assert ">50.00<" in text and ">100.00<" in text  # pass@1 and pass@2 of 3 right + 3 wrong samples
+    assert ">12.2<" in text or ">12.3<" in text  # a recipe stage's seconds
+    assert ">started<" in text  # an unfinished stage
+    assert "(threshold 90, recipe.json)" in text
+    moe = statistics.mean([4.0, 4.2]), statistics.stdev([4.0, 4.2])
+    assert f"{moe[0]:.4f} ± {moe[1]:.4f}" in text
+    assert "4.2500 (1 seed)" in text
+
+
+def test_pretraining_records_each_experts_share_of_each_moe_layer(run_dir):
+    train = [r for r in read_metrics(run_dir / "pretrain" / "metrics.jsonl") if r["kind"] == "train"]
+    assert len(train) == 8
+    for record in train:
+        share_LE = np.asarray(record["expert_load"])
+        assert share_LE.shape == (2, 8)
+        np.testing.assert_allclose(share_LE.sum(axis=1), 1.0, atol=1e-3)
+        np.testing.assert_allclose(share_LE.max(axis=1) * 8, record["expert_load_max_over_mean"], atol=2e-3)
+
+
+def test_expert_usage_counts_every_held_out_token_k_times_and_is_cached(run_dir, report, monkeypatch):
+    usage = json.loads((run_dir / "expert_usage.json").read_text())
+    index = TokenIndex(run_dir / "tokens").data
+    rows = pq.read_table(run_dir / "curated" / "file", columns=["id", "language"]).to_pylist()
+    held_out = {r["language"] for r in rows
+                if document_rng(r["id"], index["seed"], "split").random() < index["val_fraction"]}
+    assert set(usage["languages"]) == held_out and {"Python", "JavaScript", "Go", "Shell"} <= held_out
+    assert "held out by the tokens/ validation split" in usage["selection"]
+    for lang, entry in usage["languages"].items():
+        assert 1 <= entry["documents"] <= 8
+        assert 0 < entry["tokens"] <= 128 * entry["documents"]
+        for counts_E in entry["tokens_per_expert"]:  # dropless top-2: each token reaches two experts
+            assert sum(counts_E) == 2 * entry["tokens"], lang
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the cache should have answered")
+
+    monkeypatch.setattr(expert_usage_module, "expert_usage_by_language", must_not_run)
+    checkpoint = sorted((run_dir / "pretrain" / "checkpoints").iterdir())[-1]
+    assert cached_expert_usage(run_dir, checkpoint, max_documents=8, max_tokens=128) == usage
+    with pytest.raises(AssertionError, match="cache should have answered"):  # other settings: computed again
+        cached_expert_usage(run_dir, checkpoint, max_documents=4, max_tokens=128)
+
+
+# -- partial and malformed run directories ---------------------------------------------------------
+def test_an_empty_run_directory_gives_a_page_of_not_run_notes(tmp_path):
+    parsed = page(write_report(tmp_path))
+    assert parsed.sections == dict.fromkeys(SECTIONS, "false")
+    assert parsed.figures == {} and parsed.body["data-figures-declared"] == "0"
+    assert (tmp_path / "report.html").read_text().count("Not run:") == len(SECTIONS)
+
+
+def test_each_stage_is_optional(run_dir, tmp_path):
+    curated_only = tmp_path / "curated_only"
+    shutil.copytree(run_dir / "curated", curated_only / "curated")
+    parsed = page(write_report(curated_only, tmp_path / "elsewhere" / "page.html"))
+    assert (tmp_path / "elsewhere" / "page.html").is_file() and not (curated_only / "report.html").exists()
+    assert {s for s, ran in parsed.sections.items() if ran == "true"} == {"curation"}
+
+    older = tmp_path / "older"  # a run from before per-expert loads were recorded; no checkpoint kept
+    records = [json.loads(line) for line in (run_dir / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    write(older / "pretrain" / "metrics.jsonl",
+          "".join(json.dumps({k: v for k, v in r.items() if k != "expert_load"}) + "\n" for r in records))
+    parsed = page(write_report(older))
+    assert {s for s, ran in parsed.sections.items() if ran == "true"} == {"training", "expert-load", "model-card"}
+    assert set(parsed.figures) == {"training-pretrain", "expert-load-pretrain"}
+    assert "predates per-expert load records" in (older / "report.html").read_text()
+
+
+def test_a_long_run_is_drawn_from_evenly_spaced_records(tmp_path):
+    rng = np.random.default_rng(0)
+    records = []
+    for step in range(1, 1001):
+        share_LE = rng.dirichlet(np.ones(4), size=3)
+        records.append({"kind": "train", "step": step, "phase": "stage1" if step <= 600 else "anneal",
+                        "tokens": 64 * step, "lr": 1e-3, "lm_loss": 5.0 - step / 1000,
+                        "expert_load": share_LE.round(5).tolist()})
+    write(tmp_path / "pretrain" / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    parsed = page(write_report(tmp_path))
+    assert set(parsed.figures) == {"training-pretrain", "expert-load-pretrain"}
+    kept = subsample(records)
+    assert len(kept) == 300 and kept[0]["step"] == 1 and kept[-1]["step"] == 1000
+    assert np.diff([r["step"] for r in kept]).max() <= 4
+
+
+MALFORMED = [
+    ("curated/stats.json", "{not json", "curated/stats.json: not valid JSON"),
+    ("curated/stats.json", '{"documents_in": 3}', "curated/stats.json: missing bytes_in"),
+    ("curated/file/high/00000.parquet", "PAR1 not parquet", "00000.parquet: unreadable Parquet"),
+    ("pretrain/metrics.jsonl", '{"kind": "train", "step": 1}\n{"kind": "tra', "pretrain/metrics.jsonl:2: not valid"),
+    ("pretrain/metrics.jsonl", '{"kind": "train", "step": 1, "expert_load": [[0.5, 0.5], [1.0]]}\n',
+     "`expert_load` changes shape"),
+    ("pretrain/metrics.jsonl", '{"kind": "train", "step": [1]}\n', "pretrain/metrics.jsonl: not a metrics file"),
+    ("eval/summary.json", '{"benchmark": "humaneval"}', "eval/summary.json: missing k, pass_at_k, per_language"),
+    ("experiment/results.json", '{"moe_vs_dense": {"tokens": 1, "steps": 1, "seeds": [0], "runs": [{"model": "moe"}]}}',
+     "experiment/results.json [moe_vs_dense.runs[0]]: missing seed"),
+    ("recipe.json", "[1, 2]", "recipe.json: expected a JSON object"),
+]
+
+
+def test_bad_arguments_are_clear_errors(tmp_path):
+    with pytest.raises(LingcoderError, match="no such run directory"):
+        write_report(tmp_path / "nope")
+    with pytest.raises(LingcoderError, match="usage_documents and usage_tokens must be >= 1"):
+        write_report(tmp_path, usage_documents=0)
+
+
+@pytest.mark.parametrize(("name", "content", "message"), MALFORMED)
+def test_a_malformed_file_is_a_clear_error_naming_it(tmp_path, name, content, message):
+    stats = {"documents_in": 0, "bytes_in": 0, "kept": {"documents": 0, "bytes": 0},
+             "dropped": {"documents": 0, "bytes": 0}, "unaccounted": 0, "high_quality": 0, "low_quality": 0,
+             "by_step": {}, "by_language": {}}
+    if name.startswith("curated/file"):
+        write(tmp_path / "curated" / "stats.json", json.dumps(stats))
+    write(tmp_path / name, content)
+    with pytest.raises(LingcoderError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        write_report(tmp_path)
+
+
+# -- the command line ------------------------------------------------------------------------------
+def lingcoder(monkeypatch, capsys, *args) -> tuple[int, str]:
+    """`lingcoder ARGS` through the CLI's entry point, in this process: (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["lingcoder", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_cli_writes_the_report_and_reports_bad_input_in_one_line(run_dir, tmp_path, monkeypatch, capsys):
+    shutil.copytree(run_dir / "experiment", tmp_path / "run" / "experiment")
+    code, err = lingcoder(monkeypatch, capsys, "report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html"),
+                          "--usage-documents", "4")
+    assert code == 0, err
+    assert f"report -> {tmp_path / 'r.html'}" in err
+    assert set(page(tmp_path / "r.html").figures) == {"experiment-moe_vs_dense", "experiment-curated_vs_raw"}
+    write(tmp_path / "bad" / "eval" / "summary.json", "[]")
+    code, err = lingcoder(monkeypatch, capsys, "report", str(tmp_path / "bad"))
+    assert code == 2 and "summary.json: expected a JSON object" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# -- a real browser ------------------------------------------------------------------------------
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.skip("no chromium on PATH (.ci/run installs Debian's `chromium` with apt-get)")
+    return found
+
+
+def rendered_dom(binary: str, html_file: Path) -> PageParser:
+    """The page's DOM after its load event, as headless chromium leaves it."""
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom",
+                                 html_file.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return PageParser(result.stdout)
+
+
+def test_chromium_renders_every_figure_the_page_declares(report):
+    dom = rendered_dom(chromium(), report)
+    declared = int(dom.body["data-figures-declared"])
+    assert declared == len(page(report).figures) > 0
+    assert {name: f["rendered"] for name, f in dom.figures.items()} == dict.fromkeys(dom.figures, "true")
+    assert dom.body["data-figures-rendered"] == str(declared)
+
+
+def test_the_render_check_catches_an_image_that_does_not_decode(tmp_path):
+    binary = chromium()
+    section = Section("s", "a section")
+    section.parts.append(figure_html("good", tiny_png(), "a valid image"))
+    section.parts.append(figure_html("broken", b"\x89PNG not really", "an image that cannot decode"))
+    (tmp_path / "p.html").write_text(render_page("t", "s", [section]))
+    dom = rendered_dom(binary, tmp_path / "p.html")
+    assert {name: f["rendered"] for name, f in dom.figures.items()} == {"good": "true", "broken": "false"}
+    assert dom.body["data-figures-declared"] == "2" and dom.body["data-figures-rendered"] == "1"
+
+
+def tiny_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 20), "white").save(buffer, format="PNG")
+    return buffer.getvalue()
