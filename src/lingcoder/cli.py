@@ -233,6 +233,38 @@ def pretrain_cmd(
         shutdown()
 
 
+@app.command("sft")
+def sft_cmd(
+    config: str = typer.Argument(..., help="TOML config with an [sft] table (other tables are ignored)."),
+    set_: list[str] = typer.Option([], "--set", help="Override, e.g. --set sft.epochs=3."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint."),
+) -> None:
+    """Supervised fine-tuning on chat records, the loss on the assistant's tokens; torchrun for FSDP2."""
+    from lingcoder.train.distributed import shutdown
+    from lingcoder.train.sft import load_sft_config, sft
+
+    try:
+        sft(load_sft_config(config, set_), resume=resume)
+    finally:
+        shutdown()
+
+
+@app.command("dpo")
+def dpo_cmd(
+    config: str = typer.Argument(..., help="TOML config with a [dpo] table (other tables are ignored)."),
+    set_: list[str] = typer.Option([], "--set", help="Override, e.g. --set dpo.beta=0.05."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint."),
+) -> None:
+    """Direct preference optimisation on (prompt, chosen, rejected) records; torchrun for FSDP2."""
+    from lingcoder.train.distributed import shutdown
+    from lingcoder.train.dpo import dpo, load_dpo_config
+
+    try:
+        dpo(load_dpo_config(config, set_), resume=resume)
+    finally:
+        shutdown()
+
+
 # -- curate ----------------------------------------------------------------------------------------
 @app.command()
 def curate(

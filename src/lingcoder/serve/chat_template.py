@@ -44,10 +44,11 @@ class ChatTemplate:
         tokens = {name: _token_text(config.get(name)) for name in ("bos_token", "eos_token", "pad_token")}
         return cls(source, tokens)
 
-    def render(self, messages: list[dict[str, str]]) -> str:
-        """The prompt for the assistant's next turn."""
+    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The prompt for the assistant's next turn (or, without the generation prompt, the conversation)."""
         try:
-            return self.template.render(messages=messages, add_generation_prompt=True, **self.special_tokens)
+            return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                        **self.special_tokens)
         except TemplateError as exc:
             raise LingcoderError(f"the chat template cannot render these messages: {exc}") from None
 

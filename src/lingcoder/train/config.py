@@ -91,13 +91,17 @@ def validate(config: PretrainConfig) -> None:
             raise LingcoderError(f"{where}.tokens must be > 0")
         if not phase.mixture or any(w < 0 for w in phase.mixture.values()) or sum(phase.mixture.values()) <= 0:
             raise LingcoderError(f"{where}.mixture needs at least one source with a positive weight")
-    t = config.train
-    for name in ("micro_batch_size", "grad_accum", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
-        if getattr(t, name) <= 0:
-            raise LingcoderError(f"train.{name} must be > 0")
+    check_train_fields(config.train, "train")
     if config.data.seq_len > config.model.max_position_embeddings:
         raise LingcoderError(f"data.seq_len {config.data.seq_len} exceeds the model's max_position_embeddings "
                              f"{config.model.max_position_embeddings}")
+
+
+def check_train_fields(t: TrainConfig, table: str) -> None:
+    """The checks of the fields every training stage shares; `table` names the config table in messages."""
+    for name in ("micro_batch_size", "grad_accum", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
+        if getattr(t, name) <= 0:
+            raise LingcoderError(f"{table}.{name} must be > 0")
     if t.precision not in ("auto", "fp32", "bf16"):
-        raise LingcoderError(f"train.precision must be auto, fp32 or bf16, got {t.precision!r}")
+        raise LingcoderError(f"{table}.precision must be auto, fp32 or bf16, got {t.precision!r}")
 

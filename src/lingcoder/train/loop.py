@@ -1,7 +1,9 @@
 """`lingcoder pretrain`: the training loop (phases of mixtures and LR schedules, AdamW, gradient
 accumulation, bf16 autocast on GPU, validation, metrics, atomic checkpoints, exact resume, FSDP2).
 
-One loop, written to be reused: SFT and DPO differ only in their batches and loss.
+One loop, written to be reused: `start_training` (sharding, AdamW, resume or refuse to overwrite, metrics
+sink) and `train_step` (micro-batches, MoE auxiliary losses, clipping, router statistics) serve `lingcoder
+sft` and `lingcoder dpo` too, which differ only in their batches and loss (see `train/posttrain.py`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +24,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from lingcoder.data.shards import TokenIndex
 from lingcoder.errors import LingcoderError
-from lingcoder.model import BailingMoeForCausalLM, count_parameters
-from lingcoder.train.config import PretrainConfig
+from lingcoder.model import BailingMoeConfig, BailingMoeForCausalLM, count_parameters
+from lingcoder.train.config import PretrainConfig, TrainConfig
 from lingcoder.train.data import Batch, MixtureSampler, validation_batches
 from lingcoder.train.distributed import DistEnv, all_reduce, init_distributed, shard_model
 from lingcoder.train.metrics import MetricsSink, flops_per_token, peak_flops
@@ -56,27 +60,13 @@ def pretrain(config: PretrainConfig, resume: bool = False, console: Console | No
     sampler = MixtureSampler(index, sources, config.data.seq_len, t.seed)
     val_sources = [s for s in sources if index.num_tokens(s, "val") > config.data.seq_len]
 
-    model = build_model(config, env.device)
-    check_memory(config, env)
-    if env.world_size > 1:
-        shard_model(model)
-    optimizer = make_optimizer(model, config)
-    out = Path(t.out)
-    root = out / "checkpoints"
+    model = build_model(config.model, t.init_from, t.seed, env.device)
+    check_memory(config.model, t.micro_batch_size, config.data.seq_len, env)
+    run = start_training(t, model, env, resume, console)
     progress = {"step": 0, "phase": 0, "phase_step": 0, "tokens": 0}
-    if env.is_main:
-        remove_partial_checkpoints(root)
-    if resume:
-        found = complete_checkpoints(root)
-        if not found:
-            raise LingcoderError(f"--resume: no complete checkpoint under {root}")
-        state = load_training_checkpoint(found[-1], model, optimizer)
-        sampler.load_state_dict(state["sampler"])
-        progress = state["progress"]
-        console.print(f"resuming from {found[-1]} (step {progress['step']})")
-    elif complete_checkpoints(root):
-        raise LingcoderError(f"{root} already holds checkpoints: pass --resume to continue, or choose another "
-                             "train.out")
+    if run.resumed:
+        sampler.load_state_dict(run.resumed["sampler"])
+        progress = run.resumed["progress"]
 
     steps_per_phase = config.phase_steps(env.world_size)
     total_steps = sum(steps_per_phase)
@@ -84,28 +74,25 @@ def pretrain(config: PretrainConfig, resume: bool = False, console: Console | No
     unigram = unigram_entropy(index, sources)
     flops_token = flops_per_token(config.model, config.data.seq_len)
     peak, peak_source = peak_flops(env.device, t.peak_tflops)
-    sink = MetricsSink(out, enabled=env.is_main)
     total, active = count_parameters(config.model)
     console.print(f"pretraining {total / 1e6:.1f}M parameters ({active / 1e6:.1f}M activated) on {env.device} "
                   f"x{env.world_size}: {total_steps} steps of {tokens_per_step:,} tokens over "
                   f"{len(config.phases)} phase(s); data unigram entropy {unigram:.3f} nats/token")
-    forward = torch.compile(model) if t.compile else model
-    autocast = autocast_context(t.precision, env.device)
     tokenizer_dir = Path(config.data.tokens)
     last_train = last_val = float("nan")
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not env.is_main)
+    bar = progress_bar(console, env)
     with bar:
         task = bar.add_task("pretrain", total=total_steps, completed=progress["step"])
         for phase_index in range(progress["phase"], len(config.phases)):
             phase = config.phases[phase_index]
             while progress["phase_step"] < steps_per_phase[phase_index]:
-                lr = learning_rate(phase.schedule, progress["phase_step"], steps_per_phase[phase_index])
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                lr = run.set_lr(learning_rate(phase.schedule, progress["phase_step"], steps_per_phase[phase_index]))
                 start = time.perf_counter()
-                stats = train_step(forward, model, optimizer, sampler, phase.mixture, config, env, autocast)
+                micro_batches = (to_device(sampler.next_batch(phase.mixture, t.micro_batch_size * env.world_size,
+                                                              env.rank, t.micro_batch_size), env.device)
+                                 for _ in range(t.grad_accum))
+                stats = train_step(run, micro_batches, partial(next_token_loss, grad_accum=t.grad_accum))
                 elapsed = time.perf_counter() - start
                 progress["step"] += 1
                 progress["phase_step"] += 1
@@ -117,64 +104,129 @@ def pretrain(config: PretrainConfig, resume: bool = False, console: Console | No
                           "lr": lr, **stats, "tokens_per_s": tokens_per_s, "step_time_s": elapsed,
                           "mfu": tokens_per_s * flops_token / peak if peak else None}
                 if step % t.log_every == 0 or step == total_steps:
-                    sink.write(record)
+                    run.sink.write(record)
                 bar.update(task, advance=1, description=f"{phase.name} loss {last_train:.3f} lr {lr:.2e} "
                                                         f"{tokens_per_s:,.0f} tok/s")
                 phase_done = progress["phase_step"] == steps_per_phase[phase_index]
                 if val_sources and (step % t.eval_every == 0 or phase_done):
-                    val = evaluate(forward, index, val_sources, config, env, autocast)
+                    val = evaluate(run.forward, index, val_sources, config, env, run.autocast)
                     last_val = val["val_loss"]
-                    sink.write({"kind": "val", "step": step, "phase": phase.name, "tokens": progress["tokens"],
+                    run.sink.write({"kind": "val", "step": step, "phase": phase.name, "tokens": progress["tokens"],
                                 **val})
                 if phase_done:
                     progress.update(phase=phase_index + 1, phase_step=0)
                 if step % t.checkpoint_every == 0 or phase_done:
-                    save_training_checkpoint(root, step, model, optimizer, config.model,
-                                             {"progress": dict(progress), "sampler": sampler.state_dict()},
-                                             tokenizer_dir, env, t.keep_checkpoints)
+                    run.save(step, {"progress": dict(progress), "sampler": sampler.state_dict()}, tokenizer_dir)
                 if phase_done:
                     break
-    sink.close()
-    final = complete_checkpoints(root)[-1]
+    final = run.close()
     console.print(f"done: {progress['step']} steps, {progress['tokens']:,} tokens; train loss {last_train:.3f}, "
                   f"validation loss {last_val:.3f} vs unigram entropy {unigram:.3f} nats/token; MFU peak "
                   f"{peak_source}; checkpoint {final}")
-    return PretrainResult(out, final, progress["step"], progress["tokens"], last_train, last_val, unigram)
+    return PretrainResult(Path(t.out), final, progress["step"], progress["tokens"], last_train, last_val, unigram)
 
 
-def train_step(forward, model, optimizer, sampler: MixtureSampler, mixture, config: PretrainConfig,
-               env: DistEnv, autocast) -> dict:
-    """One optimiser step over `grad_accum` micro-batches; returns this step's metrics (all ranks)."""
-    t = config.train
-    totals = {"lm_loss": 0.0, "aux_loss": 0.0, "load_balancing_loss": 0.0, "z_loss": 0.0}
+@dataclass
+class TrainingRun:
+    """What every stage (pretrain, sft, dpo) sets up the same way around its own batches and loss."""
+
+    config: TrainConfig
+    env: DistEnv
+    model: BailingMoeForCausalLM  # FSDP2-sharded under torchrun
+    forward: Callable  # the model, compiled when train.compile is set
+    optimizer: torch.optim.Optimizer
+    autocast: contextlib.AbstractContextManager
+    sink: MetricsSink
+    resumed: dict  # the train state of the checkpoint resumed from; empty for a fresh run
+
+    @property
+    def checkpoints(self) -> Path:
+        return Path(self.config.out) / "checkpoints"
+
+    def set_lr(self, lr: float) -> float:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def save(self, step: int, state: dict, tokenizer_dir: Path) -> Path:
+        """An atomic checkpoint: the model in the HF layout, optimiser, RNGs and the stage's own `state`."""
+        return save_training_checkpoint(self.checkpoints, step, self.model, self.optimizer, self.model.config, state,
+                                        tokenizer_dir, self.env, self.config.keep_checkpoints)
+
+    def close(self) -> Path:
+        """Flush the metrics; return the last complete checkpoint."""
+        self.sink.close()
+        return complete_checkpoints(self.checkpoints)[-1]
+
+
+def start_training(t: TrainConfig, model: BailingMoeForCausalLM, env: DistEnv, resume: bool,
+                   console: Console) -> TrainingRun:
+    """Shard the model, build AdamW, and either resume from the last complete checkpoint under `t.out` or
+    refuse to overwrite one."""
+    if env.world_size > 1:
+        shard_model(model)
+    optimizer = make_optimizer(model, t)
+    root = Path(t.out) / "checkpoints"
+    if env.is_main:
+        remove_partial_checkpoints(root)
+    state: dict = {}
+    if resume:
+        found = complete_checkpoints(root)
+        if not found:
+            raise LingcoderError(f"--resume: no complete checkpoint under {root}")
+        state = load_training_checkpoint(found[-1], model, optimizer)
+        console.print(f"resuming from {found[-1]} (step {state['progress']['step']})")
+    elif complete_checkpoints(root):
+        raise LingcoderError(f"{root} already holds checkpoints: pass --resume to continue, or choose another "
+                             "output directory")
+    forward = torch.compile(model) if t.compile else model
+    return TrainingRun(t, env, model, forward, optimizer, autocast_context(t.precision, env.device),
+                       MetricsSink(Path(t.out), enabled=env.is_main), state)
+
+
+def progress_bar(console: Console, env: DistEnv) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not env.is_main)
+
+
+def next_token_loss(forward, batch: Batch, grad_accum: int):
+    """Pretraining's loss: mean next-token cross-entropy over every position of the micro-batch."""
+    out = forward(batch.input_ids, position_ids=batch.position_ids, document_ids=batch.document_ids)
+    lm_loss = F.cross_entropy(out.logits.float().flatten(0, 1), batch.targets.flatten())
+    return lm_loss / grad_accum, {"lm_loss": lm_loss.item() / grad_accum}, out
+
+
+def train_step(run: TrainingRun, micro_batches: Iterable, loss_fn: Callable) -> dict:
+    """One optimiser step. For each micro-batch, `loss_fn(forward, batch)` returns its share of the step's
+    objective, its shares of the step's metrics (both summed over micro-batches, then averaged over ranks)
+    and the model output, whose MoE auxiliary losses are added here. Returns the step's metrics (all ranks)."""
+    t, model, optimizer = run.config, run.model, run.optimizer
+    totals = {}
     counts = entropy = None
     try:
-        for _ in range(t.grad_accum):
-            batch = to_device(sampler.next_batch(mixture, t.micro_batch_size * env.world_size, env.rank,
-                                                 t.micro_batch_size), env.device)
-            with autocast:
-                out = forward(batch.input_ids, position_ids=batch.position_ids, document_ids=batch.document_ids)
-            lm_loss = F.cross_entropy(out.logits.float().flatten(0, 1), batch.targets.flatten())
-            loss = lm_loss if out.aux_loss is None else lm_loss + out.aux_loss
-            (loss / t.grad_accum).backward()
-            totals["lm_loss"] += lm_loss.item() / t.grad_accum
+        for batch in micro_batches:
+            with run.autocast:
+                objective, shares, out = loss_fn(run.forward, batch)
+            loss = objective if out.aux_loss is None else objective + out.aux_loss / t.grad_accum
+            loss.backward()
+            for key, value in shares.items():
+                totals[key] = totals.get(key, 0.0) + value
             if out.aux_loss is not None:
-                totals["aux_loss"] += out.aux_loss.item() / t.grad_accum
-                totals["load_balancing_loss"] += out.load_balancing_loss.item() / t.grad_accum
-                totals["z_loss"] += out.z_loss.item() / t.grad_accum
+                for key in ("aux_loss", "load_balancing_loss", "z_loss"):
+                    totals[key] = totals.get(key, 0.0) + getattr(out, key).item() / t.grad_accum
                 counts = out.tokens_per_expert if counts is None else counts + out.tokens_per_expert
                 entropy = out.router_entropy if entropy is None else entropy + out.router_entropy
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     except torch.OutOfMemoryError:
-        raise LingcoderError(f"out of memory at train.micro_batch_size={t.micro_batch_size}, data.seq_len="
-                             f"{config.data.seq_len}: lower micro_batch_size and raise grad_accum") from None
+        raise LingcoderError(f"out of memory at micro_batch_size={t.micro_batch_size}: lower micro_batch_size and "
+                             "raise grad_accum") from None
     metrics = {k: float(all_reduce(torch.tensor(v))) for k, v in totals.items()}
     metrics["grad_norm"] = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
     if counts is not None:
         counts = all_reduce(counts.float(), op="sum")
-        if config.model.moe_router_bias_update_rate > 0:
+        if model.config.moe_router_bias_update_rate > 0:
             model.update_router_biases(counts)
         load = counts / counts.mean(dim=1, keepdim=True).clamp(min=1e-9)
         metrics["expert_load_max_over_mean"] = [round(float(x), 4) for x in load.max(dim=1).values]
@@ -207,19 +259,19 @@ def evaluate(forward, index: TokenIndex, sources: list[str], config: PretrainCon
     return {"val_loss": total_loss / total_tokens, "val_loss_by_source": by_source}
 
 
-def build_model(config: PretrainConfig, device: torch.device) -> BailingMoeForCausalLM:
-    if config.train.init_from:
-        model = BailingMoeForCausalLM.from_pretrained(config.train.init_from, dtype=torch.float32,
-                                                      config=config.model)
+def build_model(model_config: BailingMoeConfig, init_from: str, seed: int, device: torch.device
+                ) -> BailingMoeForCausalLM:
+    """The model in fp32 and training mode: loaded from an HF checkpoint directory, or freshly initialised."""
+    if init_from:
+        model = BailingMoeForCausalLM.from_pretrained(init_from, dtype=torch.float32, config=model_config)
     else:
-        model = BailingMoeForCausalLM(config.model)
-        model.init_weights(seed=config.train.seed)
+        model = BailingMoeForCausalLM(model_config)
+        model.init_weights(seed=seed)
     return model.to(device).train()
 
 
-def make_optimizer(model, config: PretrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model, t: TrainConfig) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices only (not on norms, biases or the router bias)."""
-    t = config.train
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -244,22 +296,24 @@ def check_vocabulary(index: TokenIndex, config: PretrainConfig) -> None:
                              f">= {index.vocab_size} or retrain the tokenizer")
 
 
-def check_memory(config: PretrainConfig, env: DistEnv) -> None:
-    """Refuse a micro-batch that cannot fit before spending any time on it (a coarse upper estimate)."""
-    need = estimated_bytes(config, env.world_size)
+def check_memory(model_config: BailingMoeConfig, micro_batch_size: int, seq_len: int, env: DistEnv,
+                 frozen_copies: int = 0) -> None:
+    """Refuse a micro-batch that cannot fit before spending any time on it (a coarse upper estimate);
+    `frozen_copies` counts extra fp32 models held without gradients (DPO's reference)."""
+    need = estimated_bytes(model_config, micro_batch_size, seq_len, env.world_size, frozen_copies)
     available = available_bytes(env.device)
     if available and need > available:
         raise LingcoderError(
-            f"train.micro_batch_size={config.train.micro_batch_size} with data.seq_len={config.data.seq_len} needs "
-            f"about {need / 2**30:.1f} GiB, but {env.device} has {available / 2**30:.1f} GiB free: lower "
-            "micro_batch_size (and raise grad_accum to keep the batch)")
+            f"micro_batch_size={micro_batch_size} with seq_len={seq_len} needs about {need / 2**30:.1f} GiB, but "
+            f"{env.device} has {available / 2**30:.1f} GiB free: lower micro_batch_size (and raise grad_accum to "
+            "keep the batch)")
 
 
-def estimated_bytes(config: PretrainConfig, world_size: int) -> int:
-    m = config.model
+def estimated_bytes(m: BailingMoeConfig, micro_batch_size: int, seq_len: int, world_size: int,
+                    frozen_copies: int = 0) -> int:
     total, _ = count_parameters(m)
-    weights_grads_adam = total * 16 / world_size  # fp32 weights, grads, two Adam moments
-    tokens = config.train.micro_batch_size * config.data.seq_len
+    weights_grads_adam = total * (16 + 4 * frozen_copies) / world_size  # fp32 weights, grads, two Adam moments
+    tokens = micro_batch_size * seq_len
     moe_width = m.num_experts_per_tok * m.moe_intermediate_size + m.shared_intermediate_size
     per_token_layer = 4 * (16 * m.hidden_size + 3 * moe_width)  # fp32 activations kept for backward
     logits = 3 * 4 * m.vocab_size  # logits, their fp32 copy and gradient
