@@ -40,6 +40,7 @@ num_experts = 8
 num_experts_per_tok = 2
 moe_intermediate_size = 16
 intermediate_size = 48
+max_position_embeddings = 1024
 
 [data]
 seq_len = 64
@@ -59,6 +60,21 @@ schedule = {{ kind = "cosine", lr_start = 3e-3, lr_end = 3e-4 }}
 
 [synth]
 max_problems = 8
+
+[sft]
+seq_len = 1024
+micro_batch_size = 4
+epochs = 2
+eval_every = 2
+checkpoint_every = 2
+schedule = {{ kind = "cosine", lr_start = 1e-3, lr_end = 1e-4 }}
+
+[dpo]
+seq_len = 1024
+micro_batch_size = 2
+epochs = 1
+checkpoint_every = 2
+schedule = {{ kind = "constant", lr_start = 1e-4 }}
 
 [eval]
 tasks = 2
@@ -97,7 +113,8 @@ def stage_times(run: Path) -> dict[str, str]:
 
 def test_every_stage_writes_its_outputs(finished_run):
     record = json.loads((finished_run / "recipe.json").read_text())
-    assert list(record["stages"]) == ["curate", "tokenizer", "tokenize", "pretrain", "synth", "eval", "report"]
+    assert list(record["stages"]) == ["curate", "tokenizer", "tokenize", "pretrain", "synth", "sft", "dpo",
+                                      "eval", "report"]
     assert all(entry["status"] == "done" for entry in record["stages"].values())
     assert (finished_run / "curated" / "stats.json").is_file()
     assert (finished_run / "tokens" / "index.json").is_file()
@@ -105,6 +122,9 @@ def test_every_stage_writes_its_outputs(finished_run):
     assert checkpoint.parent == finished_run / "pretrain" / "checkpoints" and (checkpoint / "config.json").is_file()
     assert "humaneval" in (finished_run / "report.html").read_text()
     assert (finished_run / "synth" / "sft.jsonl").read_text().count("\n") >= 1
+    sft, dpo = (Path(record["stages"][stage]["outputs"][0]) for stage in ("sft", "dpo"))
+    assert sft.parent == finished_run / "sft" / "checkpoints" and dpo.parent == finished_run / "dpo" / "checkpoints"
+    assert json.loads((finished_run / "eval" / "generation.json").read_text())["model"] == str(dpo)
     summary = json.loads((finished_run / "eval" / "summary.json").read_text())
     assert summary["n_tasks"] == 2 and record["config"]["eval"]["tasks"] == 2
 
@@ -209,3 +229,19 @@ def test_completion_loss_counts_only_the_completion_tokens(micro_model):
 def test_experiment_needs_a_recipe_run(tmp_path):
     with pytest.raises(LingcoderError, match="not a recipe run directory"):
         experiment(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["tiny", "small", "ling-coder-lite"])
+def test_the_shipped_configs_are_valid_for_every_stage(name, tmp_path):
+    root = Path(__file__).parent.parent / "configs"
+    record = recipe(root / f"{name}.toml", out=tmp_path / "run", check=True)
+    assert set(record["config"]) >= {"run", "curate", "model", "phases", "synth", "sft", "dpo", "eval"}
+    assert not (tmp_path / "run").exists()  # a check writes nothing
+
+
+def test_check_shows_the_plan_on_the_command_line(config, finished_run):
+    result = subprocess.run([sys.executable, "-m", "lingcoder", "recipe", str(config), "--out", str(finished_run),
+                             "--check", "--set", "dpo.beta=0.2"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("│ ")}
+    assert "skip (done)" in lines["sft"] and "run" in lines["dpo"] and "run" in lines["eval"]

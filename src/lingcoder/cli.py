@@ -143,11 +143,12 @@ def recipe_cmd(
     set_: list[str] = typer.Option([], "--set", help="Override any config value, e.g. train.seed=1."),
     from_stage: str = typer.Option(None, "--from", help="Rerun from this stage even if it is complete."),
     until: str = typer.Option(None, "--until", help="Stop after this stage."),
+    check: bool = typer.Option(False, "--check", help="Only validate the config and show which stages would run."),
 ) -> None:
     """Curate -> tokenizer -> tokenize -> pretrain -> synth -> SFT -> DPO -> eval -> report, resuming."""
     from lingcoder.recipe import recipe
 
-    recipe(config, overrides=set_, out=out, from_stage=from_stage, until=until, console=Console())
+    recipe(config, overrides=set_, out=out, from_stage=from_stage, until=until, check=check, console=Console())
 
 
 @app.command("experiment")

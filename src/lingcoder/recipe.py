@@ -36,6 +36,9 @@ from rich.table import Table
 from lingcoder.config import apply_overrides, from_dict, load_toml
 from lingcoder.errors import LingcoderError
 from lingcoder.train.config import pretrain_config_from_dict
+from lingcoder.train.dpo import DPOConfig
+from lingcoder.train.sft import SFTConfig
+from lingcoder.train.state import complete_checkpoints
 
 RECORD = "recipe.json"
 
@@ -142,7 +145,7 @@ def _pretrain(run: Run, resume: bool) -> list[Path]:
     out = run.dir / "pretrain"
     config = load_pretrain_config(run.config_path, [*run.overrides, f'data.tokens="{run.dir / "tokens"}"',
                                                     f'train.out="{out}"'])
-    resume = resume and (out / "checkpoints").is_dir()
+    resume = resume and bool(complete_checkpoints(out / "checkpoints"))
     if not resume:
         shutil.rmtree(out, ignore_errors=True)
     result = pretrain(config, resume=resume, console=run.console)
@@ -158,6 +161,28 @@ def _synth(run: Run, resume: bool) -> list[Path]:
     stats = synth(run.dir / "curated", out, workers=run.workers, **_synth_settings(run.data))
     run.console.print(f"{stats['sft_records']:,} verified SFT records, {stats['dpo']['pairs']:,} DPO pairs")
     return [out]
+
+
+def _posttrain(stage: str):
+    """The sft or dpo stage: its own table, with the run's data, starting model and output filled in."""
+
+    def run_stage(run: Run, resume: bool) -> list[Path]:
+        from lingcoder.train.dpo import dpo, load_dpo_config
+        from lingcoder.train.sft import load_sft_config, sft
+
+        load, train = {"sft": (load_sft_config, sft), "dpo": (load_dpo_config, dpo)}[stage]
+        out = run.dir / stage
+        records = run.dir / "synth" / f"{stage}.jsonl"
+        config = load(run.config_path, [*run.overrides, f'{stage}.data=["{records}"]',
+                                        f'{stage}.init_from="{run.last_model()}"', f'{stage}.out="{out}"'])
+        resume = resume and bool(complete_checkpoints(out / "checkpoints"))
+        if not resume:
+            shutil.rmtree(out, ignore_errors=True)
+        result = train(config, resume=resume, console=run.console)
+        run.console.print(f"{stage}: {result.steps} steps, last loss {result.losses[-1]:.4f}")
+        return [result.checkpoint]
+
+    return run_stage
 
 
 def _synth_settings(data: dict) -> dict:
@@ -215,6 +240,8 @@ STAGES = (
     Stage("tokenize", _tables("tokenize"), _tokenize, check=_check(TokenizeStageConfig, "tokenize")),
     Stage("pretrain", _tables("model", "data", "train", "phases"), _pretrain, check=pretrain_config_from_dict),
     Stage("synth", _tables("synth"), _synth, needs_table="synth", check=_synth_settings),
+    Stage("sft", _tables("sft"), _posttrain("sft"), needs_table="sft", check=_check(SFTConfig, "sft")),
+    Stage("dpo", _tables("dpo"), _posttrain("dpo"), needs_table="dpo", check=_check(DPOConfig, "dpo")),
     Stage("eval", _tables("eval"), _eval, needs_table="eval", check=_check(EvalStageConfig, "eval")),
     Stage("report", lambda data: None, _report, always=True),
 )
@@ -222,8 +249,10 @@ STAGE_NAMES = [stage.name for stage in STAGES]
 
 
 def recipe(config: str | Path, overrides: list[str] = (), out: str | Path | None = None,
-           from_stage: str | None = None, until: str | None = None, console: Console | None = None) -> dict:
-    """Run (or resume) every stage of CONFIG into one run directory; return the record (recipe.json)."""
+           from_stage: str | None = None, until: str | None = None, check: bool = False,
+           console: Console | None = None) -> dict:
+    """Run (or resume) every stage of CONFIG into one run directory; return the record (recipe.json).
+    With `check`, only validate the config and print which stages would run."""
     console = console or Console()
     for name, value in (("--from", from_stage), ("--until", until)):
         if value is not None and value not in STAGE_NAMES:
@@ -233,7 +262,8 @@ def recipe(config: str | Path, overrides: list[str] = (), out: str | Path | None
     data = apply_overrides(load_toml(config_path), overrides)
     run_cfg = from_dict(RunConfig, data.get("run", {}), where="run")
     run_dir = Path(out or run_cfg.out).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if not check:
+        run_dir.mkdir(parents=True, exist_ok=True)
     record = _read_record(run_dir)
     record["config"] = data
     run = Run(run_dir, config_path, overrides, data, run_cfg.workers or os.cpu_count() or 1, console, record)
@@ -244,24 +274,20 @@ def recipe(config: str | Path, overrides: list[str] = (), out: str | Path | None
     for stage in stages:  # a typo in a late stage's table fails now, not after hours of training
         if stage.check:
             stage.check(data)
-    rerun = False  # once a stage runs, every later stage runs too
-    fingerprint = ""
-    for i, stage in enumerate(stages, 1):
-        fingerprint = _fingerprint(stage, data, fingerprint)
-        done = record["stages"].get(stage.name, {})
-        rerun = rerun or stage.name == from_stage
-        if not rerun and not stage.always and done.get("fingerprint") == fingerprint and done.get("status") == "done" \
-                and all(Path(p).exists() for p in done["outputs"]):
-            console.print(f"[dim]{i}/{len(stages)} {stage.name}: done earlier -> {', '.join(done['outputs'])}[/]")
+    plan = _plan(stages, data, record, from_stage)
+    if check:
+        _print_plan(plan, run_dir, console)
+        return record
+    for i, (stage, fingerprint, action) in enumerate(plan, 1):
+        if action == "done":
+            outputs = record["stages"][stage.name]["outputs"]
+            console.print(f"[dim]{i}/{len(plan)} {stage.name}: done earlier -> {', '.join(outputs)}[/]")
             continue
-        started = done.get("status") == "started" and done.get("fingerprint") == fingerprint
-        resume = not rerun and not stage.always and started
-        rerun = rerun or not stage.always
-        console.rule(f"[bold]{i}/{len(stages)} {stage.name}[/]" + (" (resuming)" if resume else ""))
+        console.rule(f"[bold]{i}/{len(plan)} {stage.name}[/]" + (" (resuming)" if action == "resume" else ""))
         record["stages"][stage.name] = {"status": "started", "fingerprint": fingerprint}
         _write_record(run_dir, record)
         start = time.perf_counter()
-        outputs = [str(p) for p in stage.run(run, resume)]
+        outputs = [str(p) for p in stage.run(run, action == "resume")]
         record["stages"][stage.name] = {
             "status": "done", "fingerprint": fingerprint, "seconds": round(time.perf_counter() - start, 2),
             "outputs": outputs, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -270,6 +296,34 @@ def recipe(config: str | Path, overrides: list[str] = (), out: str | Path | None
         console.print(f"[green]{stage.name}[/] -> {', '.join(outputs)}")
     _print_summary(record, [s.name for s in stages], console)
     return record
+
+
+def _plan(stages: list[Stage], data: dict, record: dict, from_stage: str | None) -> list[tuple[Stage, str, str]]:
+    """(stage, fingerprint, action) with action "done" (skip), "run" or "resume" (a started stage)."""
+    plan, rerun, fingerprint = [], False, ""  # once a stage runs, every later stage runs too
+    for stage in stages:
+        fingerprint = _fingerprint(stage, data, fingerprint)
+        done = record["stages"].get(stage.name, {})
+        same = done.get("fingerprint") == fingerprint
+        rerun = rerun or stage.name == from_stage
+        if stage.always:
+            action = "run"
+        elif not rerun and same and done.get("status") == "done" and all(Path(p).exists() for p in done["outputs"]):
+            action = "done"
+        else:
+            action = "resume" if not rerun and same and done.get("status") == "started" else "run"
+            rerun = True
+        plan.append((stage, fingerprint, action))
+    return plan
+
+
+def _print_plan(plan: list[tuple[Stage, str, str]], run_dir: Path, console: Console) -> None:
+    table = Table(title=f"recipe plan for {run_dir} (config checked; nothing run)", title_justify="left")
+    table.add_column("stage")
+    table.add_column("action")
+    for stage, _, action in plan:
+        table.add_row(stage.name, {"done": "skip (done)", "run": "run", "resume": "resume"}[action])
+    console.print(table)
 
 
 def _vocab_size(data: dict) -> int:
