@@ -22,6 +22,33 @@ def embedded_text() -> list[str]:
     return [(stdlib / f"{name}.py").read_text(encoding="utf-8") for name in STDLIB_MODULES]
 
 
+# The `[model]` table of `micro_config` for TOML configs (with the vocabulary of the `tokenizer_dir` fixture).
+MICRO_MODEL_TABLE = """
+[model]
+preset = "tiny"
+vocab_size = 512
+hidden_size = 32
+num_hidden_layers = 2
+num_attention_heads = 4
+num_key_value_heads = 2
+head_dim = 8
+num_experts = 8
+num_experts_per_tok = 2
+moe_intermediate_size = 16
+intermediate_size = 48
+"""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Micro models gain nothing from intra-op threads and lose a lot to them on shared cores (up to 30x
+    measured here), where the sandboxed programs and the server's engine thread also run."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def micro_config(**overrides) -> BailingMoeConfig:
     """Smaller than the `tiny` preset, with NormHead as in the real model: every code path, a fraction of the cost."""
     base = BailingMoeConfig.preset(

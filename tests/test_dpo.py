@@ -29,15 +29,6 @@ from lingcoder.train.state import complete_checkpoints
 from .posttrain_data import dpo_records, lingcoder, make_checkpoint, sft_records, write_config, write_jsonl
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Micro models gain nothing from threads, and lose a lot to them on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tokenizer_dir, tmp_path_factory):
     return make_checkpoint(tmp_path_factory.mktemp("dpo") / "base", tokenizer_dir)

@@ -15,6 +15,8 @@ from lingcoder.errors import LingcoderError
 from lingcoder.experiment import completion_loss, experiment
 from lingcoder.recipe import recipe
 
+from .conftest import MICRO_MODEL_TABLE
+
 CONFIG = """
 [run]
 out = "unused"
@@ -28,20 +30,7 @@ quality = {{ high_quality_threshold = 40.0 }}  # most of these files are high qu
 vocab_size = 512
 val_fraction = 0.3
 
-[model]  # the tests' micro model: every code path, a fraction of the cost
-preset = "tiny"
-vocab_size = 512
-hidden_size = 32
-num_hidden_layers = 2
-num_attention_heads = 4
-num_key_value_heads = 2
-head_dim = 8
-num_experts = 8
-num_experts_per_tok = 2
-moe_intermediate_size = 16
-intermediate_size = 48
-max_position_embeddings = 1024
-
+{model}
 [data]
 seq_len = 64
 eval_tokens = 2048
@@ -94,7 +83,7 @@ def config(tmp_path_factory) -> Path:
         for module in modules:
             shutil.copy(stdlib / f"{module}.py", root / "repos" / repo / f"{module}.py")
     path = root / "recipe.toml"
-    path.write_text(CONFIG.format(repos=root / "repos"))
+    path.write_text(CONFIG.format(model=MICRO_MODEL_TABLE, repos=root / "repos"))
     return path
 
 
@@ -245,3 +234,30 @@ def test_check_shows_the_plan_on_the_command_line(config, finished_run):
     assert result.returncode == 0, result.stderr
     lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("│ ")}
     assert "skip (done)" in lines["sft"] and "run" in lines["dpo"] and "run" in lines["eval"]
+
+
+def test_the_post_trained_model_is_served_and_scores_the_same_through_the_server(finished_run, tmp_path):
+    """Issue 6's acceptance on the recipe's own output: `serve` answers a chat request from the DPO model, and
+    the eval harness scores it through the endpoint exactly as it does directly."""
+    import httpx
+
+    from lingcoder.evaluate.runner import run_eval
+    from lingcoder.serve.server import serve_in_background
+
+    record = json.loads((finished_run / "recipe.json").read_text())
+    model = Path(record["stages"]["dpo"]["outputs"][0])
+    tasks = ["HumanEval/0", "HumanEval/2"]
+    settings = {"benchmark": "humaneval", "mode": "instruct", "max_tokens": 24, "tasks": tasks, "k": [1],
+                "workers": 1, "progress": False}
+    direct = run_eval(tmp_path / "direct", backend="checkpoint", model=str(model), **settings)
+    with serve_in_background(model) as base_url:
+        reply = httpx.post(f"{base_url}/chat/completions", timeout=60, json={
+            "model": model.name, "messages": [{"role": "user", "content": "Write a function that adds."}],
+            "max_tokens": 8, "temperature": 0})
+        served = run_eval(tmp_path / "served", backend="openai", model=model.name, base_url=base_url, **settings)
+    assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["role"] == "assistant"
+    assert served["pass_at_k"] == direct["pass_at_k"]
+    rows = [[json.loads(line) for line in (tmp_path / name / "results.jsonl").read_text().splitlines()]
+            for name in ("direct", "served")]
+    assert [(r["task_id"], r["digest"], r["verdict"]) for r in rows[0]] == \
+        [(r["task_id"], r["digest"], r["verdict"]) for r in rows[1]]

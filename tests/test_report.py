@@ -42,7 +42,7 @@ from lingcoder.train.config import load_pretrain_config
 from lingcoder.train.loop import pretrain
 from lingcoder.train.metrics import read_metrics
 
-from .conftest import STDLIB_MODULES
+from .conftest import MICRO_MODEL_TABLE, STDLIB_MODULES
 
 GO = """package inventory
 
@@ -83,19 +83,7 @@ ls -1t "$dest"/*.tar.gz | tail -n +6 | xargs -r rm --
 echo "backed up $src to $dest"
 """
 CONFIG = """
-[model]
-preset = "tiny"
-vocab_size = 512
-hidden_size = 32
-num_hidden_layers = 2
-num_attention_heads = 4
-num_key_value_heads = 2
-head_dim = 8
-num_experts = 8
-num_experts_per_tok = 2
-moe_intermediate_size = 16
-max_position_embeddings = 256
-
+{model}
 [data]
 tokens = "{tokens}"
 seq_len = 64
@@ -183,7 +171,8 @@ def run_dir(tmp_path_factory) -> Path:
     sources = [s for s in index.sources if index.num_tokens(s, "train") > 64]
     mixture = "{ " + ", ".join(f'"{s}" = 1.0' for s in sources) + " }"
     config = base / "pretrain.toml"
-    config.write_text(CONFIG.format(tokens=run / "tokens", out=run / "pretrain", mixture=mixture))
+    config.write_text(CONFIG.format(model=MICRO_MODEL_TABLE, tokens=run / "tokens", out=run / "pretrain",
+                                    mixture=mixture))
     pretrain(load_pretrain_config(config, []))
     problems = [json.loads(line) for line in gzip.open(humaneval_path(), "rt")][:3]
     samples = [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in problems]

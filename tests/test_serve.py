@@ -31,14 +31,6 @@ PROMPTS = ["def add(a, b):", "import os\nclass Path", "x = [1, 2, 3]\nfor", "   
 CHAT_STOPS = ["<|endoftext|>", "<role>"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The machine's cores are shared: one intra-op thread keeps the engine thread from spinning against them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):

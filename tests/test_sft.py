@@ -34,14 +34,6 @@ OPENAI = [{"role": {"SYSTEM": "system", "HUMAN": "user", "ASSISTANT": "assistant
           for m in LING]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Micro models gain nothing from threads, and lose a lot to them on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def checkpoint(tokenizer_dir, tmp_path_factory):

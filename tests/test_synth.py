@@ -528,10 +528,7 @@ def micro_checkpoint(tmp_path_factory):
     model = BailingMoeForCausalLM(micro_config(vocab_size=tokenizer.get_vocab_size(), max_position_embeddings=2048))
     directory = tmp_path_factory.mktemp("checkpoints") / "micro-teacher"
     model.save_pretrained(directory, tokenizer=tokenizer)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the cores are shared with the sandboxed programs: intra-op threads would spin
-    yield directory
-    torch.set_num_threads(threads)
+    return directory
 
 
 def test_teacher_and_model_candidates_against_our_own_server(small_corpus, micro_checkpoint, tmp_path):

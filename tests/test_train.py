@@ -21,19 +21,10 @@ from lingcoder.train.loop import pretrain
 from lingcoder.train.metrics import read_metrics
 from lingcoder.train.schedules import ScheduleConfig, learning_rate
 
-CONFIG = """
-[model]
-preset = "tiny"
-vocab_size = 512
-hidden_size = 32
-num_hidden_layers = 2
-num_attention_heads = 4
-num_key_value_heads = 2
-head_dim = 8
-num_experts = 8
-moe_intermediate_size = 16
-max_position_embeddings = 256
+from .conftest import MICRO_MODEL_TABLE
 
+CONFIG = """
+{model}
 [data]
 tokens = "{tokens}"
 seq_len = 64
@@ -61,7 +52,7 @@ schedule = {{ kind = "inverse_sqrt", lr_start = 1.5e-3, lr_end = 1.5e-5 }}
 
 def write_config(tmp_path, tokens_dir, name="run", tokens1=5120) -> Path:
     path = tmp_path / f"{name}.toml"
-    path.write_text(CONFIG.format(tokens=tokens_dir, out=tmp_path / name, tokens1=tokens1))
+    path.write_text(CONFIG.format(model=MICRO_MODEL_TABLE, tokens=tokens_dir, out=tmp_path / name, tokens1=tokens1))
     return path
 
 
