@@ -37,8 +37,7 @@ from lingcoder.data.shards import TokenIndex
 from lingcoder.errors import LingcoderError
 from lingcoder.model.config import count_parameters
 from lingcoder.train.config import pretrain_config_from_dict
-from lingcoder.train.data import validation_batches
-from lingcoder.train.loop import pretrain
+from lingcoder.train.loop import pretrain, validation_loss_sum
 from lingcoder.train.metrics import read_metrics
 
 PARTS = ("moe_vs_dense", "curated_vs_raw")
@@ -166,15 +165,11 @@ def _score(checkpoint: Path, out: Path, heldout: TokenIndex, config: dict, eval_
     return scores
 
 
-@torch.no_grad()
 def heldout_loss(model, index: TokenIndex, source: str, seq_len: int, max_tokens: int = HELDOUT_TOKENS) -> float:
     """Mean next-token loss (nats/token) on the first `max_tokens` of a source's validation split."""
-    total, count = 0.0, 0
-    for batch in validation_batches(index, source, seq_len, max_tokens, batch_size=8):
-        logits = model(batch.input_ids, position_ids=batch.position_ids, document_ids=batch.document_ids).logits
-        total += F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), reduction="sum").item()
-        count += batch.targets.numel()
-    return total / count
+    loss_sum, tokens = validation_loss_sum(model, index, source, seq_len, max_tokens, batch_size=8,
+                                           device=next(model.parameters()).device)
+    return loss_sum / tokens
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from lingcoder.data.quality import QualityConfig
 from lingcoder.errors import LingcoderError
+from lingcoder.evaluate.benchmarks import read_rows
 from lingcoder.train.metrics import read_metrics
 from lingcoder.train.state import complete_checkpoints
 
@@ -38,18 +39,10 @@ def read_json(path: Path) -> dict:
 
 
 def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
-    """The JSON objects of a JSONL file, each checked for the `required` keys."""
+    """The JSON objects of a JSONL file (the eval harness's reader), each checked for the `required` keys."""
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LingcoderError(f"{path}:{lineno}: not valid JSON ({exc})") from None
-        if not isinstance(row, dict):
-            raise LingcoderError(f"{path}:{lineno}: expected a JSON object")
-        require(row, required, f"{path}:{lineno}")
+    for _, where, row in read_rows(path):
+        require(row, required, where)
         rows.append(row)
     return rows
 

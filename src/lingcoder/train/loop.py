@@ -244,19 +244,26 @@ def evaluate(forward, index: TokenIndex, sources: list[str], config: PretrainCon
     forward.eval()
     by_source, total_loss, total_tokens = {}, 0.0, 0
     for source in sources:
-        loss_sum, tokens = 0.0, 0
-        for batch in validation_batches(index, source, config.data.seq_len, config.data.eval_tokens,
-                                        config.train.micro_batch_size):
-            batch = to_device(batch, env.device)
-            with autocast:
-                logits = forward(batch.input_ids, position_ids=batch.position_ids,
-                                 document_ids=batch.document_ids).logits
-            loss_sum += F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), reduction="sum").item()
-            tokens += batch.targets.numel()
+        loss_sum, tokens = validation_loss_sum(forward, index, source, config.data.seq_len, config.data.eval_tokens,
+                                               config.train.micro_batch_size, env.device, autocast)
         by_source[source] = loss_sum / tokens
         total_loss, total_tokens = total_loss + loss_sum, total_tokens + tokens
     forward.train(was_training)
     return {"val_loss": total_loss / total_tokens, "val_loss_by_source": by_source}
+
+
+@torch.no_grad()
+def validation_loss_sum(forward, index: TokenIndex, source: str, seq_len: int, max_tokens: int, batch_size: int,
+                        device: torch.device, autocast=None) -> tuple[float, int]:
+    """(summed next-token loss, tokens) over the first `max_tokens` of a source's validation split."""
+    loss_sum, tokens = 0.0, 0
+    for batch in validation_batches(index, source, seq_len, max_tokens, batch_size):
+        batch = to_device(batch, device)
+        with autocast or contextlib.nullcontext():
+            logits = forward(batch.input_ids, position_ids=batch.position_ids, document_ids=batch.document_ids).logits
+        loss_sum += F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), reduction="sum").item()
+        tokens += batch.targets.numel()
+    return loss_sum, tokens
 
 
 def build_model(model_config: BailingMoeConfig, init_from: str, seed: int, device: torch.device
