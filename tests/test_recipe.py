@@ -44,7 +44,7 @@ keep_checkpoints = 3
 [[phases]]
 name = "one"
 tokens = 2048
-mixture = {{ "file-high" = 1.0, "repo" = 1.0 }}
+mixture = {{ "file-high" = 1.0 }}  # the 2 repository samples may both fall in validation
 schedule = {{ kind = "cosine", lr_start = 3e-3, lr_end = 3e-4 }}
 
 [synth]
