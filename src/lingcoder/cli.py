@@ -144,11 +144,13 @@ def recipe_cmd(
     from_stage: str = typer.Option(None, "--from", help="Rerun from this stage even if it is complete."),
     until: str = typer.Option(None, "--until", help="Stop after this stage."),
     check: bool = typer.Option(False, "--check", help="Only validate the config and show which stages would run."),
+    verbose: bool = typer.Option(False, help="Show datatrove's logs of the data stages (always in their log files)."),
 ) -> None:
     """Curate -> tokenizer -> tokenize -> pretrain -> synth -> SFT -> DPO -> eval -> report, resuming."""
     from lingcoder.recipe import recipe
 
-    recipe(config, overrides=set_, out=out, from_stage=from_stage, until=until, check=check, console=Console())
+    recipe(config, overrides=set_, out=out, from_stage=from_stage, until=until, check=check, console=Console(),
+           verbose=verbose)
 
 
 @app.command("experiment")
@@ -287,12 +289,13 @@ def curate(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a threshold, e.g. rules.max_line_length=2000.")
     ] = None,
-    quiet: Annotated[bool, typer.Option(help="Fewer progress logs (the funnel is still printed).")] = False,
+    quiet: Annotated[bool, typer.Option(help="Print only the funnel table.")] = False,
+    verbose: Annotated[bool, typer.Option(help="Also show datatrove's logs (always in OUT/_work/logs).")] = False,
 ) -> None:
     """Curate code data: filter, redact, deduplicate, decontaminate, score, build repository samples."""
     from lingcoder.data.curate import curate as run_curate
 
-    run_curate(sources, out, workers, executor, benchmark, classifier_data, config, overrides, quiet)
+    run_curate(sources, out, workers, executor, benchmark, classifier_data, config, overrides, quiet, verbose)
 
 
 # -- eval ------------------------------------------------------------------------------------------

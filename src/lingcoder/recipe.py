@@ -79,6 +79,7 @@ class Run:
     workers: int
     console: Console
     record: dict[str, Any]
+    verbose: bool = False  # datatrove's logs on the console too (they always go to the stages' log files)
 
     def table(self, name: str) -> dict[str, Any]:
         return dict(self.data.get(name, {}))
@@ -113,7 +114,8 @@ def _curate(run: Run, resume: bool) -> list[Path]:
 
     settings = run.table("curate")
     sources = settings.pop("sources", [])
-    curate(sources or None, str(run.dir / "curated"), workers=run.workers, config=settings, quiet=True)
+    curate(sources or None, str(run.dir / "curated"), workers=run.workers, config=settings, quiet=True,
+           verbose=run.verbose)
     return [run.dir / "curated"]
 
 
@@ -132,7 +134,7 @@ def _tokenize(run: Run, resume: bool) -> list[Path]:
     cfg = from_dict(TokenizeStageConfig, run.table("tokenize"), where="tokenize")
     index = tokenize(run.dir / "curated", run.dir / "tokenizer", run.dir / "tokens",
                      fim=FimConfig(rate=cfg.fim_rate, seed=cfg.seed), val_fraction=cfg.val_fraction,
-                     seed=cfg.seed, workers=run.workers)
+                     seed=cfg.seed, workers=run.workers, quiet=not run.verbose)
     for name, entry in index["sources"].items():
         run.console.print(f"  {name}: {entry['train']['tokens']:,} train / {entry['val']['tokens']:,} val tokens")
     return [run.dir / "tokens"]
@@ -250,9 +252,10 @@ STAGE_NAMES = [stage.name for stage in STAGES]
 
 def recipe(config: str | Path, overrides: list[str] = (), out: str | Path | None = None,
            from_stage: str | None = None, until: str | None = None, check: bool = False,
-           console: Console | None = None) -> dict:
+           console: Console | None = None, verbose: bool = False) -> dict:
     """Run (or resume) every stage of CONFIG into one run directory; return the record (recipe.json).
-    With `check`, only validate the config and print which stages would run."""
+    With `check`, only validate the config and print which stages would run; with `verbose`, the data
+    stages also show datatrove's logs on the console."""
     console = console or Console()
     for name, value in (("--from", from_stage), ("--until", until)):
         if value is not None and value not in STAGE_NAMES:
@@ -266,7 +269,8 @@ def recipe(config: str | Path, overrides: list[str] = (), out: str | Path | None
         run_dir.mkdir(parents=True, exist_ok=True)
     record = _read_record(run_dir)
     record["config"] = data
-    run = Run(run_dir, config_path, overrides, data, run_cfg.workers or os.cpu_count() or 1, console, record)
+    run = Run(run_dir, config_path, overrides, data, run_cfg.workers or os.cpu_count() or 1, console, record,
+              verbose)
 
     stages = [s for s in STAGES if s.needs_table is None or s.needs_table in data]
     last = STAGE_NAMES.index(until) if until else len(STAGE_NAMES) - 1

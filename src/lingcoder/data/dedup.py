@@ -1,10 +1,17 @@
-"""Step 4: exact and near deduplication, keeping the best copy.
+"""Step 4: exact, near and renamed-copy deduplication, keeping the best copy.
 
 Near duplicates are found by datatrove's MinHash stages (signature -> LSH buckets -> clusters)
 over 5-gram shingles of `[A-Za-z_0-9]+` tokens (The Stack's setting). The LSH bands
-(`num_buckets` x `hashes_per_bucket` = 8 x 6) put the similarity at which a pair is found with
+(`DedupConfig.bands` x `rows` = 8 x 6) put the similarity at which a pair is found with
 probability 1/2 at (1/8)^(1/6) = 0.71, The Stack's Jaccard 0.7. Exact duplicates share the
 SHA-1 of their normalised content (lines stripped, blank lines removed).
+
+Renamed copies (type-2 clones: identifiers consistently renamed, maybe reformatted) share few
+word shingles, so each document gets a second set of 5-gram shingles over its renaming-proof
+token stream (clones.py), with its own 8 bands. `CodeMinhashSignature` writes both signatures
+as one datatrove signature of 16 buckets (words in buckets 0-7, renaming-proof tokens in 8-15),
+so datatrove's bucket and cluster stages find pairs similar under either view, with the same
+0.71 threshold for each; `DedupConfig.renamed_copies = false` keeps only the word view.
 
 datatrove's own filter keeps an arbitrary member of each cluster; the paper keeps the copy from
 the repository with most stars, then the best quality score. So the clusters datatrove writes
@@ -20,19 +27,23 @@ import hashlib
 import os
 import re
 import struct
+from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
 from datatrove.utils.hashing import HashConfig
-from datatrove.utils.text import TextNormConfig
+from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
 
+from lingcoder.data.clones import clone_token_hashes, shingles, token_hashes
 from lingcoder.data.steps import CurationFilter
 
 CODE_WORD = re.compile(r"[A-Za-z_0-9]+")
+MERSENNE_PRIME = np.uint64((1 << 61) - 1)  # the modulus of datatrove's MinHash permutations
 KEY_SCHEMA = pa.schema(
     [
         ("idx", pa.int64()),
@@ -73,18 +84,72 @@ class CodeWordTokenizer(WordTokenizer):
         return [(0, len(text))]
 
 
-def minhash_config() -> MinhashConfig:
+@dataclass
+class DedupConfig:
+    """MinHash banding per view and whether renamed copies (type-2 clones) are looked for."""
+
+    n_grams: int = 5
+    bands: int = 8
+    rows: int = 6  # hashes per band: a pair is found with probability 1/2 at Jaccard (1/bands)^(1/rows)
+    renamed_copies: bool = True
+
+
+def minhash_config(config: DedupConfig | None = None) -> MinhashConfig:
+    config = config or DedupConfig()
     # 32-bit hashes: datatrove 0.10.1's bucket stage rejects its own 64-bit signatures as corrupted.
     # Text normalisation: only lower-casing; the [A-Za-z_0-9]+ tokenizer already ignores whitespace and
     # punctuation, and datatrove's per-character diacritics pass would be the slowest part of the step.
     norm = TextNormConfig(norm_whitespace=False, remove_punctuation=False, norm_unicode_diacritics=False,
                           norm_numbers=False)
-    return MinhashConfig(n_grams=5, num_buckets=8, hashes_per_bucket=6, hash_config=HashConfig(precision=32),
-                         norm_config=norm)
+    views = 2 if config.renamed_copies else 1
+    return MinhashConfig(n_grams=config.n_grams, num_buckets=views * config.bands, hashes_per_bucket=config.rows,
+                         hash_config=HashConfig(precision=32), norm_config=norm)
 
 
-def code_minhash_signature(output_folder: str) -> MinhashDedupSignature:
-    return MinhashDedupSignature(output_folder, config=minhash_config(), language=CodeWordTokenizer())
+class CodeMinhashSignature(MinhashDedupSignature):
+    """datatrove's MinHash signature step over code: word shingles, plus renaming-proof shingles.
+
+    Shingles are hashed with numpy (`clones.shingles`) rather than one Python call per n-gram.
+    With `renamed_copies`, the signature's first half of the buckets comes from the word shingles
+    and the second half from `clone_token_hashes` shingles (a file whose code tokens are too few for
+    one n-gram uses its word shingles there too). datatrove's `run` hands `get_shingles` only the
+    text, so `run` notes each document's language as it passes, and `get_shingles` leaves the
+    second view for `get_signature`, which datatrove calls next for the same document.
+    """
+
+    def __init__(self, output_folder: str, config: DedupConfig | None = None):
+        self.dedup = config or DedupConfig()
+        super().__init__(output_folder, config=minhash_config(self.dedup), language=CodeWordTokenizer())
+        self._language: str | None = None
+        self._clone_shingles: np.ndarray | None = None
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        def noting_language(docs):
+            for doc in docs:
+                self._language = doc.metadata.get("language")
+                yield doc
+
+        return super().run(noting_language(data), rank, world_size)
+
+    def get_shingles(self, text: str) -> np.ndarray:
+        words = self.word_tokenizer.word_tokenize(simplify_text(text, self.config.norm_config))
+        word_shingles = shingles(token_hashes(words), self.dedup.n_grams)
+        if self.dedup.renamed_copies:
+            clones = shingles(clone_token_hashes(text, self._language), self.dedup.n_grams)
+            self._clone_shingles = clones if clones.size else word_shingles
+        return word_shingles
+
+    def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
+        if not self.dedup.renamed_copies:
+            return super().get_signature(shingles)
+        a, b = self.parameters
+        half = a.shape[1] // 2
+        view_minima = []
+        for view, columns in ((shingles, slice(0, half)), (self._clone_shingles, slice(half, None))):
+            hashed = (view * a[:, columns] + b[:, columns]) % MERSENNE_PRIME
+            view_minima.append(np.min(np.bitwise_and(hashed, self.config.hash_config.max), axis=0))
+        minima = np.concatenate(view_minima).astype(self.config.hash_config.np_dtype)
+        return [bucket.tolist() for bucket in np.split(minima, self.config.num_buckets)]
 
 
 def exact_hash(text: str) -> str:
