@@ -78,6 +78,9 @@ KEYWORDS: dict[str, str] = {
 # prefix (r"..", b'..') lexes as a name and then the string, the same way in every copy.
 WORD_TOKEN = r"[A-Za-z_]\w*|\d[\w.]*"
 STRING = r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`"""
+# Triple-quoted strings are one literal token (code_lines counts them as comment lines; here a
+# docstring or a doctest holds content that tells files apart).
+TRIPLE_QUOTED = ("\"\"\"", "'''")
 PUNCTUATION = r"[^\s\w]|\w"
 MIX = np.uint64(0x9E3779B97F4A7C15)
 EMPTY = np.empty((0, 1), dtype=np.uint64)
@@ -87,9 +90,11 @@ EMPTY = np.empty((0, 1), dtype=np.uint64)
 def _lexer(language: str) -> tuple[re.Pattern, tuple[str, ...], frozenset[str]]:
     """(token regex, comment openers, keywords) of `language` (no comments for unknown languages)."""
     line_markers, blocks = COMMENT_SYNTAX.get(language, ((), ()))
+    strings = [f"{quotes}.*?{quotes}" for quotes, _ in blocks if quotes in TRIPLE_QUOTED]
+    blocks = tuple(block for block in blocks if block[0] not in TRIPLE_QUOTED)
     comments = [f"{re.escape(start)}.*?{re.escape(end)}" for start, end in blocks]
     comments += [f"{re.escape(marker)}[^\\n]*" for marker in line_markers if marker.isascii()]
-    pattern = "|".join([WORD_TOKEN, *comments, STRING, PUNCTUATION])
+    pattern = "|".join([WORD_TOKEN, *strings, *comments, STRING, PUNCTUATION])
     openers = tuple(start for start, _ in blocks) + tuple(line_markers)
     return re.compile(pattern, re.DOTALL), openers, frozenset(KEYWORDS.get(language, "").split())
 

@@ -8,10 +8,14 @@ SHA-1 of their normalised content (lines stripped, blank lines removed).
 
 Renamed copies (type-2 clones: identifiers consistently renamed, maybe reformatted) share few
 word shingles, so each document gets a second set of 5-gram shingles over its renaming-proof
-token stream (clones.py), with its own 8 bands. `CodeMinhashSignature` writes both signatures
-as one datatrove signature of 16 buckets (words in buckets 0-7, renaming-proof tokens in 8-15),
-so datatrove's bucket and cluster stages find pairs similar under either view, with the same
-0.71 threshold for each; `DedupConfig.renamed_copies = false` keeps only the word view.
+token stream (clones.py), with its own `renamed_bands` (4) bands of the same 6 rows.
+`CodeMinhashSignature` writes both as one datatrove signature of 12 buckets (words in buckets
+0-7, renaming-proof tokens in 8-11), so datatrove's bucket and cluster stages find pairs similar
+under either view. That view is stricter, (1/4)^(1/6) = 0.79: a renamed copy scores near 1
+there, while files generated from one template (codec tables, test boilerplate) sit around 0.5.
+Files with fewer than `renamed_min_tokens` code tokens use their word shingles in both views
+(two short files of the same shape are not evidence of copying). `renamed_copies = false`
+keeps only the word view.
 
 datatrove's own filter keeps an arbitrary member of each cluster; the paper keeps the copy from
 the repository with most stars, then the best quality score. So the clusters datatrove writes
@@ -92,6 +96,8 @@ class DedupConfig:
     bands: int = 8
     rows: int = 6  # hashes per band: a pair is found with probability 1/2 at Jaccard (1/bands)^(1/rows)
     renamed_copies: bool = True
+    renamed_bands: int = 4  # bands of the renaming-proof view: threshold (1/4)^(1/6) = 0.79
+    renamed_min_tokens: int = 100  # shorter files are compared by their words only
 
 
 def minhash_config(config: DedupConfig | None = None) -> MinhashConfig:
@@ -101,8 +107,8 @@ def minhash_config(config: DedupConfig | None = None) -> MinhashConfig:
     # punctuation, and datatrove's per-character diacritics pass would be the slowest part of the step.
     norm = TextNormConfig(norm_whitespace=False, remove_punctuation=False, norm_unicode_diacritics=False,
                           norm_numbers=False)
-    views = 2 if config.renamed_copies else 1
-    return MinhashConfig(n_grams=config.n_grams, num_buckets=views * config.bands, hashes_per_bucket=config.rows,
+    buckets = config.bands + (config.renamed_bands if config.renamed_copies else 0)
+    return MinhashConfig(n_grams=config.n_grams, num_buckets=buckets, hashes_per_bucket=config.rows,
                          hash_config=HashConfig(precision=32), norm_config=norm)
 
 
@@ -110,11 +116,12 @@ class CodeMinhashSignature(MinhashDedupSignature):
     """datatrove's MinHash signature step over code: word shingles, plus renaming-proof shingles.
 
     Shingles are hashed with numpy (`clones.shingles`) rather than one Python call per n-gram.
-    With `renamed_copies`, the signature's first half of the buckets comes from the word shingles
-    and the second half from `clone_token_hashes` shingles (a file whose code tokens are too few for
-    one n-gram uses its word shingles there too). datatrove's `run` hands `get_shingles` only the
-    text, so `run` notes each document's language as it passes, and `get_shingles` leaves the
-    second view for `get_signature`, which datatrove calls next for the same document.
+    With `renamed_copies`, the signature's first `bands` buckets come from the word shingles and
+    the last `renamed_bands` from `clone_token_hashes` shingles (a file with fewer than
+    `renamed_min_tokens` code tokens uses its word shingles there too). datatrove's `run` hands
+    `get_shingles` only the text, so `run` notes each document's language as it passes, and
+    `get_shingles` leaves the second view for `get_signature`, which datatrove calls next for the
+    same document.
     """
 
     def __init__(self, output_folder: str, config: DedupConfig | None = None):
@@ -135,17 +142,18 @@ class CodeMinhashSignature(MinhashDedupSignature):
         words = self.word_tokenizer.word_tokenize(simplify_text(text, self.config.norm_config))
         word_shingles = shingles(token_hashes(words), self.dedup.n_grams)
         if self.dedup.renamed_copies:
-            clones = shingles(clone_token_hashes(text, self._language), self.dedup.n_grams)
-            self._clone_shingles = clones if clones.size else word_shingles
+            tokens = clone_token_hashes(text, self._language)
+            long_enough = len(tokens) >= max(self.dedup.renamed_min_tokens, self.dedup.n_grams)
+            self._clone_shingles = shingles(tokens, self.dedup.n_grams) if long_enough else word_shingles
         return word_shingles
 
     def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
         if not self.dedup.renamed_copies:
             return super().get_signature(shingles)
         a, b = self.parameters
-        half = a.shape[1] // 2
+        split = self.dedup.bands * self.dedup.rows
         view_minima = []
-        for view, columns in ((shingles, slice(0, half)), (self._clone_shingles, slice(half, None))):
+        for view, columns in ((shingles, slice(0, split)), (self._clone_shingles, slice(split, None))):
             hashed = (view * a[:, columns] + b[:, columns]) % MERSENNE_PRIME
             view_minima.append(np.min(np.bitwise_and(hashed, self.config.hash_config.max), axis=0))
         minima = np.concatenate(view_minima).astype(self.config.hash_config.np_dtype)
