@@ -25,9 +25,8 @@ import tempfile
 
 import pyarrow.parquet as pq
 
-from lingcoder.data.clones import clone_token_hashes, shingles, token_hashes
+from lingcoder.data.clones import clone_token_hashes, shingles, word_shingles
 from lingcoder.data.curate import curate
-from lingcoder.data.dedup import CODE_WORD
 
 
 def _rows(folder: str, columns: list[str]) -> list[dict]:
@@ -68,9 +67,8 @@ def main() -> None:
     false_positives = 0
     for repo, path in sorted(new):
         dropped, kept = content[f"{repo}/{path}"], content[renamed[(repo, path)]["detail"].removeprefix("kept ")]
-        clone_j = _jaccard(*(shingles(clone_token_hashes(d["content"], d["language"]), 5) for d in (dropped, kept)))
-        word_j = _jaccard(*(shingles(token_hashes(CODE_WORD.findall(d["content"].lower())), 5)
-                            for d in (dropped, kept)))
+        clone_j = _jaccard(*(shingles(clone_token_hashes(d["content"], d["language"])[0], 5) for d in (dropped, kept)))
+        word_j = _jaccard(*(word_shingles(d["content"]) for d in (dropped, kept)))
         wrong = clone_j < args.min_similarity
         false_positives += wrong
         print(f"{clone_j:>16.2f} {word_j:>7.2f}  {repo}/{path} -> {kept['repo']}/{kept['path']}"

@@ -234,7 +234,7 @@ def rename_every_identifier(source: str) -> str:
 
 
 def jaccard(a: str, b: str, language: str) -> float:
-    first, second = (set(shingles(clone_token_hashes(t, language), 5).ravel().tolist()) for t in (a, b))
+    first, second = (set(shingles(clone_token_hashes(t, language)[0], 5).ravel().tolist()) for t in (a, b))
     return len(first & second) / len(first | second)
 
 

@@ -11,7 +11,9 @@ keywords and in which names recur where.
 
 Everything after the lexer's `findall` is numpy: one xxhash per distinct token, the distances
 from a stable sort of the identifiers, and `shingles` hashes each window of n tokens with a
-polynomial. dedup.py feeds datatrove's MinHash signature these shingles and word shingles.
+polynomial. Word shingles (lower-cased `[A-Za-z_0-9]+` 5-grams, The Stack's unit) are made the
+same way, once per document text (`cached_word_shingles`): the repetition rule and the MinHash
+signature share them. dedup.py feeds datatrove's MinHash signature both kinds.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ STRING = r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`"""
 # docstring or a doctest holds content that tells files apart).
 TRIPLE_QUOTED = ("\"\"\"", "'''")
 PUNCTUATION = r"[^\s\w]|\w"
+CODE_WORD = re.compile(r"[A-Za-z_0-9]+")
 MIX = np.uint64(0x9E3779B97F4A7C15)
 EMPTY = np.empty((0, 1), dtype=np.uint64)
 
@@ -107,9 +110,9 @@ def _mix(values: np.ndarray) -> np.ndarray:
 
 
 def _vocabulary_ids(tokens: list[str]) -> tuple[np.ndarray, dict[str, int]]:
-    vocabulary: dict[str, int] = {}
-    ids = np.fromiter((vocabulary.setdefault(t, len(vocabulary)) for t in tokens), dtype=np.int64, count=len(tokens))
-    return ids, vocabulary
+    """(id of each token, distinct token -> id), with no Python-level loop over the tokens."""
+    vocabulary = {token: index for index, token in enumerate(dict.fromkeys(tokens))}
+    return np.fromiter(map(vocabulary.__getitem__, tokens), dtype=np.int64, count=len(tokens)), vocabulary
 
 
 def _hash_vocabulary(vocabulary: dict[str, int], salt: int) -> np.ndarray:
@@ -126,13 +129,14 @@ def token_hashes(tokens: list[str], salt: int = 0) -> np.ndarray:
     return _hash_vocabulary(vocabulary, salt)[ids]
 
 
-def clone_token_hashes(text: str, language: str | None, salt: int = 1) -> np.ndarray:
-    """Hashes of the file's renaming-proof token stream: comments dropped, each identifier replaced by
-    the distance (in identifiers) back to its previous occurrence, 0 for a first occurrence."""
+def clone_token_hashes(text: str, language: str | None, salt: int = 1) -> tuple[np.ndarray, int]:
+    """(hashes of the file's renaming-proof token stream, how many of its tokens are identifiers):
+    comments dropped, each identifier replaced by the distance (in identifiers) back to its
+    previous occurrence, 0 for a first occurrence."""
     pattern, openers, keywords = _lexer(language or "")
     ids, vocabulary = _vocabulary_ids(pattern.findall(text))
     if not vocabulary:
-        return np.empty(0, dtype=np.uint64)
+        return np.empty(0, dtype=np.uint64), 0
     kinds = np.fromiter(  # per distinct token: 0 kept as is, 1 identifier, 2 comment
         (
             2 if openers and token.startswith(openers)
@@ -155,7 +159,7 @@ def clone_token_hashes(text: str, language: str | None, salt: int = 1) -> np.nda
     distances[order[1:][repeat]] = (order[1:][repeat] - order[:-1][repeat]).astype(np.uint64)
     with np.errstate(over="ignore"):
         hashes[is_identifier] = _mix(distances * MIX + np.uint64(salt) + MIX)
-    return hashes
+    return hashes, len(names)
 
 
 def shingles(hashes: np.ndarray, n: int) -> np.ndarray:
@@ -169,3 +173,16 @@ def shingles(hashes: np.ndarray, n: int) -> np.ndarray:
         for offset in range(n):  # a polynomial over the window, wrapping at 2**64
             combined = combined * MIX + hashes[offset : offset + windows]
     return (_mix(combined) & np.uint64(0xFFFFFFFF)).reshape(-1, 1)
+
+
+def word_shingles(text: str, n: int = 5) -> np.ndarray:
+    """Hashed n-grams of the lower-cased `[A-Za-z_0-9]+` words of `text`."""
+    return shingles(token_hashes(CODE_WORD.findall(text.lower())), n)
+
+
+def cached_word_shingles(doc, n: int = 5) -> np.ndarray:
+    """`word_shingles` of `doc.text`, kept in its metadata until a step replaces the text (PII redaction)."""
+    cached = doc.metadata.get("_word_shingles")
+    if cached is None or cached[0] is not doc.text or cached[1] != n:
+        cached = doc.metadata["_word_shingles"] = (doc.text, n, word_shingles(doc.text, n))
+    return cached[2]

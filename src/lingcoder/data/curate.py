@@ -60,7 +60,7 @@ from lingcoder.data.outputs import (
 )
 from lingcoder.data.pii import PiiConfig, PiiRedactor
 from lingcoder.data.quality import QualityAnnotator, QualityConfig
-from lingcoder.data.sources import SourceReader, plan_units
+from lingcoder.data.sources import SourceReader, plan_units, split_document_files
 from lingcoder.errors import LingcoderError
 
 OUTPUT_ENTRIES = ("file", "repo", "dropped", "_work", "stats.json")
@@ -191,6 +191,7 @@ def curate(
         QualityClassifier.train(classifier_data).save(model)
         cfg.quality.classifier_path = model
     workers = workers or os.cpu_count() or 1
+    units = split_document_files(units, workers)  # a lone JSONL or Parquet file still keeps every worker busy
     tasks = max(1, min(len(units), 4 * workers))  # several per worker: uneven repositories balance out
     stages = build_stages(units, out, cfg, tasks, sources_info)
     started = time.monotonic()

@@ -17,8 +17,10 @@ from abc import abstractmethod
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+import numpy as np
 from datatrove.data import Document
 
+from lingcoder.data.clones import cached_word_shingles
 from lingcoder.data.code_lines import count_lines
 from lingcoder.data.language import CODE, kind_of
 from lingcoder.data.steps import CurationFilter
@@ -362,14 +364,12 @@ class ContactDateFilter(RuleFilter):
         return True
 
 
-WORD = re.compile(r"[A-Za-z_0-9]+")
-
-
 class RepetitionFilter(RuleFilter):
     """Ling extra: inter-line repetition or word duplication above 70%.
 
     Line repetition: share of non-blank lines equal (after stripping) to an earlier line.
-    Word duplication: share of word 5-grams equal to an earlier word 5-gram.
+    Word duplication: share of word 5-grams (lower-cased, hashed: the MinHash step's shingles,
+    computed once) equal to an earlier word 5-gram.
     """
 
     name = "🔁 repetition"
@@ -383,10 +383,9 @@ class RepetitionFilter(RuleFilter):
             return self.drop(
                 doc, "line_repetition", f"{repeated / len(lines):.2f} > {self.t.max_line_repetition}"
             )
-        words = WORD.findall(doc.text)
-        grams = list(zip(words, words[1:], words[2:], words[3:], words[4:], strict=False))
-        if grams:
-            duplicated = (len(grams) - len(set(grams))) / len(grams)
+        grams = cached_word_shingles(doc, 5)
+        if len(grams):
+            duplicated = 1 - len(np.unique(grams)) / len(grams)
             if duplicated > self.t.max_word_duplication:
                 return self.drop(doc, "word_duplication", f"{duplicated:.2f} > {self.t.max_word_duplication}")
         return True

@@ -61,6 +61,7 @@ class Kinds:
     blocks: tuple[str, ...]
     comments: tuple[str, ...] = ("comment",)
     imports: str = ""  # a query capturing import specifiers as @import (Rust's `mod x;` as @mod)
+    documented: str = ""  # more patterns capturing documented definitions as @documented
 
 
 _JS_IMPORTS = """
@@ -101,6 +102,7 @@ KINDS: dict[str, Kinds] = {
         classes=("type_spec",),
         blocks=("block",),
         imports="(import_spec path: (_) @import)",
+        documented="((comment) . (type_declaration (type_spec) @documented))",  # the comment is before `type`
     ),
     "C": Kinds(
         functions=("function_definition",),
@@ -197,7 +199,7 @@ def _query_source(kinds: Kinds) -> str:
         parts.append(f"{either(kinds.comments)} @comment")
         if kinds.functions or kinds.classes:
             parts.append(f"({either(kinds.comments)} . {either(kinds.functions + kinds.classes)} @documented)")
-    return "\n".join(parts + [kinds.imports])
+    return "\n".join(parts + [kinds.imports, kinds.documented])
 
 
 @cache
@@ -274,15 +276,23 @@ def _max_depth(blocks) -> int:
 
 
 def _comment_lines(data: bytes, comments) -> int:
-    """Lines whose first non-blank character lies inside a comment (a trailing comment leaves code)."""
+    """Lines holding nothing but comments (a line with code and a comment counts as code)."""
     rows: set[int] = set()
     for node in comments:
-        start_row, start_col = node.start_point
-        line_start = node.start_byte - start_col
-        if data[line_start : node.start_byte].strip():
+        (start_row, start_col), (end_row, end_col) = node.start_point, node.end_point
+        if end_col == 0 and end_row > start_row:
+            end_row -= 1  # a line comment that ends with its newline
+        elif data[node.end_byte : _line_end(data, node.end_byte)].strip():
+            end_row -= 1  # code after the comment on its last line
+        if data[node.start_byte - start_col : node.start_byte].strip():
             start_row += 1  # code before the comment on its first line
-        rows.update(range(start_row, node.end_point[0] + 1))
+        rows.update(range(start_row, end_row + 1))
     return len(rows)
+
+
+def _line_end(data: bytes, position: int) -> int:
+    end = data.find(b"\n", position)
+    return len(data) if end == -1 else end
 
 
 def _text(node) -> str:
