@@ -162,17 +162,24 @@ def clone_token_hashes(text: str, language: str | None, salt: int = 1) -> tuple[
     return hashes, len(names)
 
 
-def shingles(hashes: np.ndarray, n: int) -> np.ndarray:
-    """Hashed n-grams of a token-hash stream as a (count, 1) uint64 array of 32-bit values, the input
-    datatrove's MinHash signature expects (empty below n tokens)."""
+def ngram_hashes(hashes: np.ndarray, n: int) -> np.ndarray:
+    """A 64-bit hash of every window of `n` consecutive token hashes (empty below n tokens)."""
     windows = len(hashes) - n + 1
     if windows <= 0:
-        return EMPTY
+        return np.empty(0, dtype=np.uint64)
     combined = np.zeros(windows, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for offset in range(n):  # a polynomial over the window, wrapping at 2**64
             combined = combined * MIX + hashes[offset : offset + windows]
-    return (_mix(combined) & np.uint64(0xFFFFFFFF)).reshape(-1, 1)
+    return _mix(combined)
+
+
+def shingles(hashes: np.ndarray, n: int) -> np.ndarray:
+    """Hashed n-grams of a token-hash stream as a (count, 1) uint64 array of 32-bit values, the input
+    datatrove's MinHash signature expects (empty below n tokens)."""
+    if len(hashes) < n:
+        return EMPTY
+    return (ngram_hashes(hashes, n) & np.uint64(0xFFFFFFFF)).reshape(-1, 1)
 
 
 def word_shingles(text: str, n: int = 5) -> np.ndarray:
