@@ -13,7 +13,10 @@ fresh process (interpreter start and imports included), alternated `--runs` time
            clusters -> filter + JsonlWriter), 5-grams, 14 buckets x 8 hashes (datatrove's
            defaults), on the same `W` local workers. datatrove's default word tokenizer needs
            spaCy, so the signatures use the code tokenizer `lingcoder curate` uses; 32-bit hashes
-           (datatrove 0.10.1's bucket stage rejects its own 64-bit signatures).
+           (datatrove 0.10.1's bucket stage rejects its own 64-bit signatures); workers start
+           as `lingcoder curate` starts them on Linux (`fork`: datatrove's default `forkserver`
+           re-imports every module in every worker of every stage, seconds each on a busy
+           machine), so the ratio compares the work, not the process start-up.
 
 Prints each run's seconds and the 1-minute load average when it started (the machine may be
 shared: other jobs slow both commands), then the medians and their ratio curate / minhash.
@@ -91,7 +94,8 @@ def minhash_alone(corpus: str, out: str, workers: int) -> None:
     previous = None
     for index, (pipeline, tasks) in enumerate(stages):
         previous = LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=min(workers, tasks),
-                                         logging_dir=f"{out}/{LOG_DIR}/{index}", depends=previous)
+                                         logging_dir=f"{out}/{LOG_DIR}/{index}", depends=previous,
+                                         start_method="fork")
     previous.run()
 
 

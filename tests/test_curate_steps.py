@@ -220,6 +220,9 @@ def test_tree_sitter_analysis_for_other_languages():
     assert analyse("int main( { return 0; }", "C").syntax_valid is False
     assert analyse("fn main() { let x = 1; }\n", "Rust").functions == 1
     assert analyse("anything", "Haskell").syntax_valid is None
+    assert analyse('print "python 2"\n', "Python").syntax_valid is False  # the grammar accepts it, CPython not
+    relative = analyse("from . import b\nfrom ..x import y as z, w\nimport a.b as c, d\n", "Python")
+    assert relative.imports == ["a.b", "d", ".", ".b", "..x", "..x.y", "..x.w"]
     jsx = "export const App = () => <div className='x'>hi</div>;\n"
     assert analyse(jsx, "TypeScript", "ui/App.tsx").syntax_valid is True
 

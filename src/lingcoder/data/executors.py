@@ -25,7 +25,12 @@ from lingcoder.errors import LingcoderError
 
 @dataclass
 class ExecutorConfig:
-    """Options for the Ray and Slurm executors (the local one needs only `--workers`)."""
+    """Options for the executors: how local workers start, and the Ray and Slurm resources."""
+
+    # "fork": workers start as copies of this process, its imports done (a fresh "forkserver" or
+    # "spawn" worker imports datatrove, numpy, pyarrow and the grammars again, for each stage);
+    # "" = fork on Linux, datatrove's default (forkserver) elsewhere.
+    local_start_method: str = ""
 
     slurm_partition: str = ""
     slurm_time: str = "04:00:00"
@@ -72,7 +77,8 @@ def build_executors(stages: list[tuple], kind: str, workers: int, logging_dir: s
             "skip_completed": False,
         }
         if kind == "local":
-            executor = QuietLocalExecutor(workers=min(workers, tasks), quiet=quiet, **common)
+            start = cfg.local_start_method or ("fork" if sys.platform == "linux" else "forkserver")
+            executor = QuietLocalExecutor(workers=min(workers, tasks), quiet=quiet, start_method=start, **common)
         elif kind == "ray":
             try:
                 from datatrove.executor import RayPipelineExecutor
