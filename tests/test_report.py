@@ -29,9 +29,9 @@ from lingcoder.data.curate import curate
 from lingcoder.data.decontaminate import humaneval_path
 from lingcoder.data.fim import document_rng
 from lingcoder.data.shards import TokenIndex
-from lingcoder.data.tokenize import tokenize, train_tokenizer_on_parquet
+from lingcoder.data.tokenize import TokenizeConfig, TokenizerTrainConfig, tokenize, train_tokenizer_on_parquet
 from lingcoder.errors import LingcoderError
-from lingcoder.evaluate.runner import run_eval
+from lingcoder.evaluate.runner import EvalConfig, run_eval
 from lingcoder.model import BailingMoeConfig, count_parameters
 from lingcoder.report import expert_usage as expert_usage_module
 from lingcoder.report import write_report
@@ -164,9 +164,9 @@ def run_dir(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("report")
     run = base / "run"
     curate([str(make_corpus(base / "corpus"))], str(run / "curated"), workers=1, quiet=True)
-    train_tokenizer_on_parquet(run / "curated", run / "tokenizer", vocab_size=512)
-    tokenize(run / "curated", run / "tokenizer", run / "tokens", val_fraction=0.5, seed=split_seed(run / "curated"),
-             workers=1)
+    train_tokenizer_on_parquet(TokenizerTrainConfig(run / "curated", run / "tokenizer", vocab_size=512))
+    tokenize(TokenizeConfig(run / "tokenizer", run / "tokens", curated=run / "curated", val_fraction=0.5,
+                            seed=split_seed(run / "curated"), workers=1))
     index = TokenIndex(run / "tokens")
     sources = [s for s in index.sources if index.num_tokens(s, "train") > 64]
     mixture = "{ " + ", ".join(f'"{s}" = 1.0' for s in sources) + " }"
@@ -178,7 +178,7 @@ def run_dir(tmp_path_factory) -> Path:
     samples = [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in problems]
     samples += [{"task_id": p["task_id"], "completion": "    return None\n"} for p in problems]
     write(base / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
-    run_eval(run / "eval", samples=str(base / "samples.jsonl"), k=[1, 2], workers=2, progress=False)
+    run_eval(EvalConfig(run / "eval", samples=str(base / "samples.jsonl"), k=[1, 2], workers=2, progress=False))
     write(run / "experiment" / "results.json", json.dumps(EXPERIMENT))
     write(run / "recipe.json", json.dumps({
         "config": {"curate": {"quality": {"high_quality_threshold": 90.0}}},
