@@ -11,9 +11,12 @@ unfinished stage (pretraining and SFT continue from their last checkpoint) and a
 reruns the stage it touches and every stage after it. Stages whose table is absent from the config
 (`[synth]`, `[sft]`, `[dpo]`, `[eval]`) are left out. The report is rebuilt on every run.
 
-One TOML file configures everything: `[run]` and the tables below belong to the recipe, `[curate]`
-holds curation's settings (plus `sources`), and `[model]`, `[data]`, `[train]`, `[[phases]]`,
-`[sft]`, `[dpo]` are the training stages' own tables (each stage reads the same file).
+One TOML file configures everything: `[run]` belongs to the recipe; every other table is a stage's
+own config, the same one its command reads with `--config` (`[curate]`: curation's `CurateConfig` plus
+`sources`; `[tokenizer]`, `[tokenize]`, `[synth]`, `[eval]`; `[model]`, `[data]`, `[train]`,
+`[[phases]]`, `[sft]`, `[dpo]` for training). Each stage builds its typed config object from its
+table with the run's paths filled in as fields; all of them are built before the first stage runs,
+so a typo or a wrong type anywhere fails at once (and `--check` does only that).
 """
 
 from __future__ import annotations
