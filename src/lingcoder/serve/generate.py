@@ -144,16 +144,16 @@ def cut_at_stop(text: str, stops: list[str]) -> str:
 
 @dataclass
 class GenerateConfig:
-    """`lingcoder generate`: prompts, the checkpoint, and `SamplingParams`' fields (and defaults)."""
+    """`lingcoder generate`: the checkpoint, the prompts and how to sample."""
 
     model: str  # a checkpoint directory (with tokenizer.json)
     prompts: list[str]  # one completion each
-    max_new_tokens: int = SamplingParams.max_new_tokens
-    temperature: float = SamplingParams.temperature
-    top_p: float = SamplingParams.top_p
-    top_k: int = SamplingParams.top_k
-    stop: list[str] = field(default_factory=list)
-    seed: int | None = SamplingParams.seed
+    max_new_tokens: int = 128
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0  # nucleus sampling mass
+    top_k: int = 0  # keep the k most likely tokens; 0 = all
+    stop: list[str] = field(default_factory=list)  # stop strings
+    seed: int | None = None  # sampling seed
     device: str = "cpu"  # cpu, cuda, cuda:1, ...
     dtype: str | None = None  # float32, bfloat16, ...; None: as stored
 
