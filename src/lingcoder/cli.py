@@ -50,11 +50,11 @@ def _stage_config(cls, table: str, config: str | None, overrides: list[str] | No
 
 
 def _config_option(table: str):
-    return typer.Option("--config", help=f"TOML file; this command reads its [{table}] table (flags win over it).")
+    return typer.Option("--config", help=f"TOML file; this command reads its \\[{table}] table (flags win over it).")
 
 
 def _set_option(table: str, example: str):
-    return typer.Option("--set", help=f"Override a key of [{table}], e.g. --set {table}.{example}.")
+    return typer.Option("--set", help=f"Override a key of \\[{table}], e.g. --set {table}.{example}.")
 
 
 @app.command()
@@ -290,7 +290,7 @@ def pretrain_cmd(
 
 @app.command("sft")
 def sft_cmd(
-    config: Annotated[str, typer.Argument(help="TOML config with an [sft] table (other tables are ignored).")],
+    config: Annotated[str, typer.Argument(help="TOML config with an \\[sft] table (other tables are ignored).")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. --set sft.epochs=3.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last complete checkpoint.")] = False,
 ) -> None:
@@ -306,7 +306,7 @@ def sft_cmd(
 
 @app.command("dpo")
 def dpo_cmd(
-    config: Annotated[str, typer.Argument(help="TOML config with a [dpo] table (other tables are ignored).")],
+    config: Annotated[str, typer.Argument(help="TOML config with a \\[dpo] table (other tables are ignored).")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. --set dpo.beta=0.05.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last complete checkpoint.")] = False,
 ) -> None:
