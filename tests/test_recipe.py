@@ -122,7 +122,7 @@ def test_every_stage_writes_its_outputs(finished_run):
     assert sft.parent == finished_run / "sft" / "checkpoints" and dpo.parent == finished_run / "dpo" / "checkpoints"
     assert json.loads((finished_run / "eval" / "generation.json").read_text())["model"] == str(dpo)
     summary = json.loads((finished_run / "eval" / "summary.json").read_text())
-    assert summary["n_tasks"] == 2 and record["config"]["eval"]["tasks"] == 2
+    assert summary["n_tasks"] == 2 and record["config"]["eval"]["limit"] == 2
 
 
 def test_a_finished_run_is_skipped_and_an_edit_reruns_from_the_stage_it_touches(config, finished_run):

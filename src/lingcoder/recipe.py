@@ -60,7 +60,7 @@ class Run:
     workers: int
     console: Console
     record: dict[str, Any]
-    checking: bool = False  # `--check`: stage configs are built with the outputs stages will write
+    planning: bool = False  # every stage's config is built before the first stage runs, from the outputs to come
 
     def table(self, name: str) -> dict[str, Any]:
         return dict(self.data.get(name, {}))
@@ -69,14 +69,14 @@ class Run:
         return self.record["stages"].get(stage, {}).get("outputs", [])
 
     def last_model(self, before: str) -> str:
-        """The newest checkpoint of the training stages before stage `before` (when checking: where the
+        """The newest checkpoint of the training stages before stage `before` (when planning: where the
         last of them will write)."""
         earlier = [s for s in ("pretrain", "sft", "dpo") if s in STAGE_NAMES[: STAGE_NAMES.index(before)]
                    and (s == "pretrain" or s in self.data)]
         for stage in reversed(earlier):
             if self.stage_outputs(stage):
                 return self.stage_outputs(stage)[0]
-        if self.checking:
+        if self.planning:
             return str(self.dir / earlier[-1])
         raise LingcoderError("no trained model in this run: the pretrain stage has not finished")
 
@@ -280,7 +280,7 @@ def recipe(config: str | Path, overrides: list[str] = (), out: str | Path | None
         run_dir.mkdir(parents=True, exist_ok=True)
     record = _read_record(run_dir)
     record["config"] = data
-    run = Run(run_dir, data, run_cfg.workers or os.cpu_count() or 1, console, record, checking=check)
+    run = Run(run_dir, data, run_cfg.workers or os.cpu_count() or 1, console, record, planning=True)
 
     stages = [s for s in STAGES if s.needs_table is None or s.needs_table in data]
     last = STAGE_NAMES.index(until) if until else len(STAGE_NAMES) - 1
@@ -292,6 +292,7 @@ def recipe(config: str | Path, overrides: list[str] = (), out: str | Path | None
     if check:
         _print_plan(plan, run_dir, console)
         return record
+    run.planning = False
     for i, (stage, fingerprint, action) in enumerate(plan, 1):
         if action == "done":
             outputs = record["stages"][stage.name]["outputs"]
