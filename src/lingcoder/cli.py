@@ -330,7 +330,7 @@ def curate(
                        "files. None: this interpreter's standard library and installed packages."),
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Local worker processes (default: all cores).")] = None,
-    executor: Annotated[str, typer.Option(help="local, ray or slurm.")] = "local",
+    executor: Annotated[str | None, typer.Option(help="local, ray or slurm (default: local).")] = None,
     benchmark: Annotated[
         list[str] | None, typer.Option(help="Extra benchmark JSONL to decontaminate against (repeatable).")
     ] = None,
@@ -341,12 +341,15 @@ def curate(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a threshold, e.g. rules.max_line_length=2000.")
     ] = None,
-    quiet: Annotated[bool, typer.Option(help="Fewer progress logs (the funnel is still printed).")] = False,
+    quiet: Annotated[bool | None, typer.Option("--quiet", help="Fewer progress logs (the funnel is still printed).")]
+    = None,
 ) -> None:
     """Curate code data: filter, redact, deduplicate, decontaminate, score, build repository samples."""
     from lingcoder.data.curate import curate as run_curate
 
-    run_curate(sources, out, workers, executor, benchmark, classifier_data, config, overrides, quiet)
+    given = {"executor": executor, "quiet": quiet}  # the library's defaults stand for what was not given
+    run_curate(sources, out, workers, benchmarks=benchmark, classifier_data=classifier_data, config=config,
+               overrides=overrides, **{k: v for k, v in given.items() if v is not None})
 
 
 # -- eval ------------------------------------------------------------------------------------------
