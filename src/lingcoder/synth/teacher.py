@@ -1,6 +1,6 @@
 """Problems written by a teacher model (any OpenAI-compatible endpoint: vLLM, `lingcoder serve`).
 
-Two generators (PAPER.md section 2), each attempt a candidate accounted for in the funnel:
+Two generators (docs/pipeline.md, "Synthetic data"), each attempt a candidate accounted for in the funnel:
 - `magpie`: the teacher's chat template up to the start of a user turn goes to /v1/completions,
   so the model writes the user's question itself (Ling's template by default; for another teacher
   pass its own, e.g. `<|im_start|>user\n` with stop `<|im_end|>`); the question is then sent as a chat turn and the
