@@ -33,7 +33,7 @@ from lingcoder.data.split import is_held_out
 from lingcoder.data.tokenize import TokenizeConfig, TokenizerTrainConfig, tokenize, train_tokenizer_on_parquet
 from lingcoder.errors import LingcoderError
 from lingcoder.evaluate.runner import EvalConfig, run_eval
-from lingcoder.expert_usage import cached_expert_usage, expert_usage
+from lingcoder.expert_usage import ExpertUsageConfig, cached_expert_usage, expert_usage
 from lingcoder.model import BailingMoeConfig, count_parameters
 from lingcoder.report import write_report
 from lingcoder.report.page import Section, figure_html, render_page
@@ -192,7 +192,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(run_dir) -> Path:
-    expert_usage(run_dir, max_documents=8, max_tokens=128)
+    expert_usage(ExpertUsageConfig(run_dir, max_documents=8, max_tokens=128))
     return write_report(run_dir)
 
 
@@ -344,10 +344,10 @@ def test_expert_usage_is_read_from_its_json_which_the_report_never_writes(run_di
 
 def test_expert_usage_says_why_there_is_nothing_to_count(run_dir, tmp_path, monkeypatch, capsys):
     with pytest.raises(LingcoderError, match="no complete checkpoint under pretrain/"):
-        expert_usage(tmp_path)
+        expert_usage(ExpertUsageConfig(tmp_path))
     shutil.copytree(run_dir / "pretrain", tmp_path / "pretrain")
     with pytest.raises(LingcoderError, match=r"no curated file-level documents"):
-        expert_usage(tmp_path)
+        expert_usage(ExpertUsageConfig(tmp_path))
     code, err = lingcoder(monkeypatch, capsys, "expert-usage", str(tmp_path))
     assert code == 2 and "nothing to count" in err and "Traceback" not in err
 
@@ -424,7 +424,7 @@ def test_bad_arguments_are_clear_errors(tmp_path):
     with pytest.raises(LingcoderError, match="no such run directory"):
         write_report(tmp_path / "nope")
     with pytest.raises(LingcoderError, match="max_documents and max_tokens must be >= 1"):
-        expert_usage(tmp_path, max_documents=0)
+        expert_usage(ExpertUsageConfig(tmp_path, max_documents=0))
 
 
 @pytest.mark.parametrize(("name", "content", "message"), MALFORMED)

@@ -16,6 +16,7 @@ from lingcoder.config import ConfigError, from_dict, load_stage_config, load_tom
 from lingcoder.data.tokenize import TokenizeConfig, TokenizerTrainConfig
 from lingcoder.evaluate.runner import EvalConfig
 from lingcoder.experiment import ExperimentConfig
+from lingcoder.expert_usage import ExpertUsageConfig
 from lingcoder.recipe import recipe
 from lingcoder.serve.generate import GenerateConfig
 from lingcoder.serve.server import ServeConfig
@@ -60,6 +61,11 @@ COMMANDS = {
         ["generate", "--model", "m", "--prompt", "a", "--prompt", "b", "--top-k", "5", "--seed", "1"],
         "lingcoder.serve.generate", "generate_from_config", GenerateConfig, "generate",
         {"model": "m", "prompts": ["a", "b"], "top_k": 5, "seed": 1},
+    ),
+    "expert-usage": (
+        ["expert-usage", "r", "--documents", "8", "--tokens", "64"],
+        "lingcoder.expert_usage", "expert_usage", ExpertUsageConfig, "expert_usage",
+        {"run_dir": "r", "max_documents": 8, "max_tokens": 64},
     ),
     "experiment": (
         ["experiment", "r", "--seeds", "2", "--part", "moe_vs_dense", "--scale", "0.5"],

@@ -420,15 +420,18 @@ def report_command(
 
 @app.command("expert-usage")
 def expert_usage_command(
-    run_dir: Annotated[str, typer.Argument(help="A run directory (as `lingcoder recipe` writes it).")],
-    documents: Annotated[int, typer.Option(help="Held-out documents per language.")] = 32,
-    tokens: Annotated[int, typer.Option(help="Tokens of each document.")] = 512,
-    device: Annotated[str, typer.Option(help="Device to run the final checkpoint on.")] = "cpu",
+    run_dir: Annotated[str | None, typer.Argument(help="A run directory (as `lingcoder recipe` writes it).")] = None,
+    documents: Annotated[int | None, typer.Option(help="Held-out documents per language (default 32).")] = None,
+    tokens: Annotated[int | None, typer.Option(help="Tokens of each document (default 512).")] = None,
+    device: Annotated[str | None, typer.Option(help="Device to run the final checkpoint on (default cpu).")] = None,
+    config: Annotated[str | None, _config_option("expert_usage")] = None,
+    set_: Annotated[list[str] | None, _set_option("expert_usage", "max_tokens=256")] = None,
 ) -> None:
     """Count which experts each language uses in the run's final checkpoint -> RUN_DIR/expert_usage.json."""
-    from lingcoder.expert_usage import expert_usage
+    from lingcoder.expert_usage import ExpertUsageConfig, expert_usage
 
-    path = expert_usage(run_dir, max_documents=documents, max_tokens=tokens, device=device)
+    path = expert_usage(_stage_config(ExpertUsageConfig, "expert_usage", config, set_, run_dir=run_dir,
+                                      max_documents=documents, max_tokens=tokens, device=device))
     console.print(f"expert usage -> {path}", soft_wrap=True)
 
 

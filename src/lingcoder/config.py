@@ -29,8 +29,8 @@ class ConfigError(LingcoderError):
 
 # One TOML file can configure a whole recipe. Each stage reads its own tables and skips these
 # (the tables of the other stages), so a typo in a table name is still an error.
-STAGE_TABLES = ("run", "curate", "tokenizer", "tokenize", "synth", "sft", "dpo", "eval", "experiment", "serve",
-                "generate")
+STAGE_TABLES = ("run", "curate", "tokenizer", "tokenize", "synth", "sft", "dpo", "expert_usage", "eval", "experiment",
+                "serve", "generate")
 
 
 def without_tables(data: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:

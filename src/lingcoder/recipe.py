@@ -251,7 +251,13 @@ def _expert_usage(run: Run, resume: bool) -> list[Path]:
     if reason:  # a dense model, say: the report says so too
         run.console.print(f"nothing to count: {reason}")
         return []
-    return [expert_usage(run.dir)]
+    return [expert_usage(_expert_usage_config(run))]
+
+
+def _expert_usage_config(run: Run):
+    from lingcoder.expert_usage import ExpertUsageConfig
+
+    return stage_config_from_table(ExpertUsageConfig, run.data, "expert_usage", run_dir=str(run.dir))
 
 
 def _report(run: Run, resume: bool) -> list[Path]:
@@ -268,7 +274,7 @@ STAGES = (
     Stage("synth", _tables("synth"), _synth, needs_table="synth", config=_synth_config),
     Stage("sft", _tables("sft"), _posttrain("sft"), needs_table="sft", config=_posttrain_config("sft")),
     Stage("dpo", _tables("dpo"), _posttrain("dpo"), needs_table="dpo", config=_posttrain_config("dpo")),
-    Stage("expert-usage", lambda data: None, _expert_usage),
+    Stage("expert-usage", _tables("expert_usage"), _expert_usage, config=_expert_usage_config),
     Stage("eval", _tables("eval"), _eval, needs_table="eval", config=_eval_config),
     Stage("report", lambda data: None, _report, always=True),
 )
