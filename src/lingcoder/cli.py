@@ -103,7 +103,7 @@ def generate_cmd(
     dtype: str | None = typer.Option(None, help="float32, bfloat16, ... (default: as stored)."),
 ) -> None:
     """Generate completions from a checkpoint with a KV cache."""
-    from lingcoder.serve.generate import generate, load_for_generation
+    from lingcoder.generation.generate import generate, load_for_generation
 
     lm, tokenizer = load_for_generation(model, device=device, dtype=dtype)
     stop = [s.encode().decode("unicode_escape") for s in stop]  # let users type --stop '\n\n'

@@ -151,7 +151,7 @@ def _score(checkpoint: Path, out: Path, heldout: TokenIndex, config: dict, eval_
            workers: int | None) -> dict:
     from lingcoder.evaluate.benchmarks import load_benchmark
     from lingcoder.evaluate.runner import run_eval
-    from lingcoder.serve.generate import load_for_generation
+    from lingcoder.generation.generate import load_for_generation
 
     model, tokenizer = load_for_generation(checkpoint)
     seq_len = pretrain_config_from_dict(config).data.seq_len

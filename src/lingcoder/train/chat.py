@@ -19,8 +19,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from lingcoder.errors import LingcoderError
-from lingcoder.serve.chat_template import ChatTemplate
-from lingcoder.serve.generate import load_tokenizer
+from lingcoder.generation.chat_template import ChatTemplate
+from lingcoder.generation.generate import load_tokenizer
 
 # Ling roles and OpenAI roles -> the OpenAI names chat templates are written for.
 ROLES = {"SYSTEM": "system", "HUMAN": "user", "USER": "user", "ASSISTANT": "assistant"}
