@@ -137,7 +137,7 @@ def test_n_samples_with_temperature_and_resume(tmp_path, endpoint):
         run_eval(tmp_path / "out", **(args | {"temperature": 0.2}))
 
 
-def test_endpoint_errors_are_clear(endpoint):
+def test_endpoint_errors_are_clear(endpoint, tmp_path):
     with pytest.raises(LingcoderError, match="HTTP 500"):
         OpenAIBackend(endpoint, "broken").complete(["x"], SamplingParams())
     with pytest.raises(LingcoderError, match="cannot reach"):
@@ -145,4 +145,4 @@ def test_endpoint_errors_are_clear(endpoint):
     with pytest.raises(LingcoderError, match="identical"):
         SamplingParams(n=2, temperature=0.0)
     with pytest.raises(LingcoderError, match="--base-url"):
-        run_eval("unused", backend="openai", model="m", progress=False)
+        run_eval(tmp_path / "unused", backend="openai", model="m", progress=False)

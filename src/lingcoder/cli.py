@@ -226,7 +226,7 @@ def pretrain_cmd(
     """Pretrain through the config's phases; run under torchrun for FSDP2 across processes."""
     from lingcoder.train.config import load_pretrain_config
     from lingcoder.train.distributed import shutdown
-    from lingcoder.train.loop import pretrain
+    from lingcoder.train.pretrain import pretrain
 
     try:
         pretrain(load_pretrain_config(config, set_), resume=resume)

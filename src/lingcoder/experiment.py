@@ -37,8 +37,8 @@ from lingcoder.data.shards import TokenIndex
 from lingcoder.errors import LingcoderError
 from lingcoder.model.config import count_parameters
 from lingcoder.train.config import pretrain_config_from_dict
-from lingcoder.train.loop import pretrain, validation_loss_sum
 from lingcoder.train.metrics import read_metrics
+from lingcoder.train.pretrain import pretrain, validation_loss_sum
 
 PARTS = ("moe_vs_dense", "curated_vs_raw")
 HELDOUT_SOURCE = "file-high"
