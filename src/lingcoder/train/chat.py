@@ -1,5 +1,5 @@
 """Conversations as training tokens, rendered with the checkpoint's own chat template (`tokenizer_config.json`,
-through `serve.chat_template`, as the server and the evaluation backends render prompts), with a mask of the
+through `generation.chat_template`, as the server and the evaluation backends render prompts), with a mask of the
 tokens the model must learn to write.
 
 The template is rendered for growing prefixes of the conversation, the way `transformers` finds assistant
