@@ -2,7 +2,7 @@
 
 import torch
 
-from lingcoder.model.moe import MoE, router_stats
+from lingcoder.model.moe import MLP, FeedForwardOutput, MoE, Routing, router_stats
 
 from .conftest import micro_config
 from .moe_oracle import loop_oracle
@@ -111,3 +111,23 @@ def test_aux_loss_free_bias_moves_load_toward_balance():
     end = moe(x[None]).router_stats.tokens_per_expert
     assert end.max() < start.max()
     assert moe.gate.expert_bias[0] < moe.gate.expert_bias.mean()  # the overloaded expert was pushed down
+
+
+def test_dense_and_moe_feed_forwards_return_one_type():
+    config = micro_config()
+    x = torch.randn(2, 3, config.hidden_size)
+    dense = MLP(config.hidden_size, config.intermediate_size)(x)
+    moe = make_moe()(x)
+    assert isinstance(dense, FeedForwardOutput) and dense.router_stats is None and dense.hidden.shape == x.shape
+    assert isinstance(moe, FeedForwardOutput) and moe.hidden.shape == x.shape
+    assert int(moe.router_stats.tokens_per_expert.sum()) == 2 * 3 * config.num_experts_per_tok
+
+
+def test_router_names_its_decision():
+    moe = make_moe()
+    routing = moe.gate(torch.randn(5, 32))
+    assert isinstance(routing, Routing)
+    assert routing.expert_idx_TK.shape == routing.weights_TK.shape == (5, 2)
+    torch.testing.assert_close(routing.weights_TK.sum(-1), torch.ones(5))  # norm_topk_prob
+    torch.testing.assert_close(routing.weights_TK, routing.probs_TE.gather(-1, routing.expert_idx_TK)
+                               / routing.probs_TE.gather(-1, routing.expert_idx_TK).sum(-1, keepdim=True))
