@@ -15,8 +15,9 @@ class SamplingParams:
     """How to sample: `n` completions per prompt of at most `max_tokens` tokens each, cut at `stop`.
 
     Temperature 0 is greedy decoding; `top_k` 0 and `top_p` 1 disable those cuts; `seed` None draws
-    from the global generator. A server takes its `n` per request instead, and may ask for identical
-    greedy samples; this type refuses them because a harness asking for them wastes its budget.
+    from the global generator. `n > 1` needs a temperature: identical greedy samples only waste an
+    evaluation's budget. (The serving engine takes `n` from each request instead, since the OpenAI
+    API allows identical samples.)
     """
 
     max_tokens: int = 512
