@@ -301,11 +301,19 @@ def eval_command(
     out: Annotated[str, typer.Option(help="Output directory: results.jsonl, summary.json (resumable).")],
     samples: Annotated[str | None, typer.Option(help="Samples JSONL (task_id, completion) to judge.")] = None,
     benchmark: Annotated[
-        str, typer.Option(help="humaneval, humaneval+, mbpp, mbpp+, multipl-e, mbxp.")
-    ] = "humaneval",
-    benchmark_file: Annotated[
-        str | None, typer.Option(help="Local benchmark file (all but humaneval).")
+        list[str] | None,
+        typer.Option(help="Benchmark (repeatable): humaneval, humaneval+, mbpp, mbpp+, multipl-e, mbxp, "
+                     "livecodebench, bigcodebench-complete, bigcodebench-instruct, cruxeval-i, cruxeval-o, "
+                     "humanevalfix, ds-1000, spider, humaneval-infill-single/-multi/-random."),
     ] = None,
+    benchmark_file: Annotated[
+        list[str] | None, typer.Option(help="Local benchmark file (all but humaneval); repeatable, or NAME=PATH.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="LiveCodeBench: contests on or after this date (YYYY-MM-DD).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="LiveCodeBench: contests on or before this date.")] = None,
+    fim_mode: Annotated[str, typer.Option(help="HumanEval-infilling prompt order: psm or spm.")] = "psm",
     backend: Annotated[
         str | None, typer.Option(help="Generate samples first: checkpoint, hf, openai.")
     ] = None,
@@ -346,11 +354,15 @@ def eval_command(
         ks = [int(x) for x in k.split(",") if x.strip()]
     except ValueError:
         raise LingcoderError(f"--k {k!r}: expected comma-separated integers, e.g. 1,10") from None
+    from lingcoder.evaluate.benchmarks import BenchmarkOptions
+
+    options = BenchmarkOptions(since=_day(since, "--since"), until=_day(until, "--until"), fim_mode=fim_mode)
     run_eval(
         out,
         samples=samples,
-        benchmark=benchmark,
+        benchmark=benchmark or ["humaneval"],
         benchmark_file=benchmark_file,
+        options=options,
         backend=backend,
         model=model,
         base_url=base_url,
@@ -370,6 +382,17 @@ def eval_command(
         use_namespaces=not no_namespaces,
         progress=not no_progress,
     )
+
+
+def _day(text: str | None, flag: str):
+    import datetime
+
+    if text is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise LingcoderError(f"{flag} {text!r}: expected a date as YYYY-MM-DD") from None
 
 
 # -- report ----------------------------------------------------------------------------------------

@@ -11,7 +11,12 @@ time of its reference solution run in the same sandbox); tasks without a (passin
 first run with `min_timeout`, and only if it times out is the task's reference timed (once, cached
 in DIR/reference_times.json) and the sample re-run with the larger limit when there is one. Since
 a program that ends within `min_timeout` ends the same way under any larger limit, the verdicts
-equal those of timing every reference up front, at a fraction of the cost.
+equal those of timing every reference up front, at a fraction of the cost. A benchmark that sets
+its own limit per task (LiveCodeBench, BigCodeBench, ...) uses it instead of the adaptive one.
+
+Several benchmarks in one run (`--benchmark` repeated, or a recipe's `benchmarks` list) are judged
+one after the other, each in DIR/<benchmark>/; DIR/summary.json then holds the benchmark x language
+table of all of them (`results.combine`).
 """
 
 from __future__ import annotations
@@ -31,8 +36,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lingcoder.errors import LingcoderError
 from lingcoder.evaluate import results as results_io
 from lingcoder.evaluate.backends import GenerationSettings, make_backend
-from lingcoder.evaluate.benchmarks import Benchmark, Problem, load_benchmark
-from lingcoder.evaluate.execution import Verdict, run_program
+from lingcoder.evaluate.benchmarks import (
+    Benchmark,
+    BenchmarkOptions,
+    Problem,
+    benchmark_name,
+    load_benchmark,
+)
+from lingcoder.evaluate.execution import Verdict, missing_modules, run_program
 from lingcoder.evaluate.generation import generate_samples
 from lingcoder.evaluate.languages import get_language, toolchain
 from lingcoder.evaluate.samples import Sample, read_samples
@@ -64,8 +75,9 @@ def run_eval(
     out: str | Path,
     *,
     samples: str | Path | None = None,
-    benchmark: str = "humaneval",
-    benchmark_file: str | Path | None = None,
+    benchmark: str | list[str] = "humaneval",
+    benchmark_file: str | Path | list[str | Path] | None = None,
+    options: BenchmarkOptions | None = None,
     backend: str | None = None,
     model: str | None = None,
     base_url: str | None = None,
@@ -86,14 +98,40 @@ def run_eval(
     progress: bool = True,
 ) -> dict:
     """`lingcoder eval`: judge `samples`, or first generate DIR/samples.jsonl with `backend` + `model`
-    (for all tasks, or only `tasks`)."""
+    (for all tasks, or only `tasks`). With several benchmarks, each is run in DIR/<benchmark>/ and
+    the combined summary is returned."""
+    names = [benchmark] if isinstance(benchmark, str) else list(benchmark)
+    if not names:
+        raise LingcoderError("eval needs at least one --benchmark")
+    names = list(dict.fromkeys(benchmark_name(name) for name in names))
+    files = benchmark_files(names, benchmark_file)
+    if len(names) > 1:
+        if samples is not None:
+            raise LingcoderError(
+                f"--samples holds one benchmark's samples; judge {', '.join(names)} one at a time, "
+                "or generate them with --backend and --model"
+            )
+        summaries = {}
+        for name in names:
+            summaries[name] = run_eval(
+                Path(out) / name, samples=None, benchmark=name, benchmark_file=files[name], options=options,
+                backend=backend, model=model, base_url=base_url, device=device, mode=mode, n=n,
+                temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop, tasks=tasks, k=k,
+                workers=workers, timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor,
+                use_namespaces=use_namespaces, progress=progress,
+            )
+        combined = results_io.combine(summaries, {name: name for name in names})
+        results_io.write_summary(Path(out), combined)
+        results_io.print_benchmark_table(combined, Console(width=max(Console().width, 132)))
+        return combined
+    benchmark, benchmark_file = names[0], files[names[0]]
     timeouts = Timeouts(timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor)
     if samples is None:
         if backend is None or model is None:
             raise LingcoderError("eval needs --samples FILE, or --backend and --model to generate samples")
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
-        bench = load_benchmark(benchmark, benchmark_file)
+        bench = load_benchmark(benchmark, benchmark_file, options)
         if tasks:
             bench = bench.subset(tasks)
         settings = GenerationSettings(
@@ -127,12 +165,45 @@ def run_eval(
         out,
         benchmark=benchmark,
         benchmark_file=benchmark_file,
+        options=options,
         k=k,
         workers=workers,
         timeouts=timeouts,
         use_namespaces=use_namespaces,
         progress=progress,
     )
+
+
+def benchmark_files(
+    names: list[str], files: str | Path | list[str | Path] | None
+) -> dict[str, str | Path | None]:
+    """Which file each benchmark reads. Entries are `NAME=PATH` or plain paths; plain paths go to the
+    benchmarks not named, in order, and a single plain path serves all of them."""
+    given = [] if files is None else [files] if isinstance(files, str | Path) else list(files)
+    chosen: dict[str, str | Path | None] = dict.fromkeys(names)
+    plain: list[str | Path] = []
+    for entry in given:
+        name, sep, path = str(entry).partition("=")
+        if sep and not Path(str(entry)).exists():
+            key = benchmark_name(name)
+            if key not in chosen:
+                raise LingcoderError(
+                    f"--benchmark-file {entry}: {key} is not among the benchmarks ({', '.join(names)})"
+                )
+            chosen[key] = path
+        else:
+            plain.append(entry)
+    rest = [n for n in names if chosen[n] is None]
+    if len(plain) == 1:
+        chosen.update(dict.fromkeys(rest, plain[0]))
+    elif plain:
+        if len(plain) != len(rest):
+            raise LingcoderError(
+                f"{len(plain)} --benchmark-file paths for {len(rest)} benchmarks ({', '.join(rest)}): "
+                "give one per benchmark, or NAME=PATH"
+            )
+        chosen.update(zip(rest, plain, strict=True))
+    return chosen
 
 
 def _check_generation_record(path: Path, record: dict) -> None:
@@ -156,6 +227,7 @@ def evaluate_samples(
     *,
     benchmark: str = "humaneval",
     benchmark_file: str | Path | None = None,
+    options: BenchmarkOptions | None = None,
     k: list[int] | None = None,
     workers: int | None = None,
     timeouts: Timeouts = Timeouts(),
@@ -165,7 +237,7 @@ def evaluate_samples(
 ) -> dict:
     """Judge every sample in `samples`; write DIR/results.jsonl and DIR/summary.json; print the table
     (on `console`, default stdout) and return the summary."""
-    bench = load_benchmark(benchmark, benchmark_file)
+    bench = load_benchmark(benchmark, benchmark_file, options)
     all_samples = read_samples(samples)
     problems = [bench.problem(s.task_id, f"{samples}:{s.line}") for s in all_samples]
     ks = sorted(set(k or [1, 10, 100]))
@@ -224,10 +296,20 @@ def _judge(
             tests=problem.tests,
             timeout=limit,
             sandbox=sandbox,
+            data_files=problem.data_files,
         )
 
+    if problem.skip_reason:
+        return Verdict("skipped", problem.skip_reason)
+    if problem.requires and problem.language == "python":
+        missing = missing_modules(problem.requires, sandbox)
+        if missing:
+            return Verdict("skipped", f"needs the Python librar{'ies' if len(missing) > 1 else 'y'} "
+                           f"{', '.join(missing)}, not installed for the sandbox's Python")
     if timeouts.timeout is not None:
         return run(timeouts.timeout)
+    if problem.timeout is not None:
+        return run(problem.timeout)
     if problem.reference is None:
         return run(timeouts.default_timeout)
     verdict = run(timeouts.min_timeout)
@@ -258,6 +340,7 @@ class _ReferenceTimes:
                     tests=problem.tests,
                     timeout=self.timeouts.default_timeout,
                     sandbox=self.sandbox,
+                    data_files=problem.data_files,
                 )
                 with self.lock:
                     self.seconds[problem.task_id] = round(verdict.seconds, 4) if verdict.passed else None
@@ -310,6 +393,7 @@ def _summary(
         "n_tasks": len({r["task_id"] for r in rows}),
         "k": ks,
         "pass_at_k": pass_at,
+        "benchmark_pass_at_k": {bench.name: results_io.benchmark_pass_at_k(rows, ks)},
         "per_language": per_language,
         "skipped": skipped,
         "toolchains": versions,
