@@ -86,6 +86,7 @@ LCB_SOLUTIONS = {
 # -- BigCodeBench ----------------------------------------------------------------------------------
 BCB_TEST = """import unittest
 import os
+import shutil
 import json
 import tempfile
 
@@ -98,8 +99,7 @@ class TestCases(unittest.TestCase):
             json.dump({"a": 1, "b": 2}, handle)
 
     def tearDown(self):
-        os.remove(self.path)
-        os.rmdir(self.dir)
+        shutil.rmtree(self.dir)
 
     def test_sum(self):
         self.assertEqual(task_func(self.path), 3)
@@ -183,21 +183,26 @@ HEF_ROWS = [
         "entry_point": "add",
         "import": "",
         "test_setup": "",
-        "test": "#undef NDEBUG\n#include<assert.h>\nint main(){\n    assert (add(2,3)==5);\n    assert (add(0,0)==0);\n}\n",
+        "test": "#undef NDEBUG\n#include<assert.h>\nint main(){\n"
+        "    assert (add(2,3)==5);\n    assert (add(0,0)==0);\n}\n",
     },
     {
         "task_id": "Java/0",
         "prompt": "import java.util.*;\nimport java.lang.*;\n\nclass Solution {\n    /** Add two numbers */\n"
         "    public int add(int x, int y) {\n",
-        "declaration": "import java.util.*;\nimport java.lang.*;\n\nclass Solution {\n    public int add(int x, int y) {\n",
+        "declaration": "import java.util.*;\nimport java.lang.*;\n\nclass Solution {\n"
+        "    public int add(int x, int y) {\n",
         "canonical_solution": "        return x + y;\n    }\n}",
         "buggy_solution": "        return x - y;\n    }\n}",
         "entry_point": "add",
         "import": "",
         "test_setup": "",
-        "test": "public class Main {\n    public static void main(String[] args) {\n        Solution s = new Solution();\n"
-        "        List<Boolean> correct = Arrays.asList(\n                s.add(2, 3) == 5,\n                s.add(0, 0) == 0\n"
-        "        );\n        if (correct.contains(false)) {\n            throw new AssertionError();\n        }\n    }\n}",
+        "test": "public class Main {\n    public static void main(String[] args) {\n"
+        "        Solution s = new Solution();\n"
+        "        List<Boolean> correct = Arrays.asList(\n"
+        "                s.add(2, 3) == 5,\n                s.add(0, 0) == 0\n"
+        "        );\n        if (correct.contains(false)) {\n"
+        "            throw new AssertionError();\n        }\n    }\n}",
     },
     {
         "task_id": "Go/0",
@@ -280,7 +285,8 @@ def test_string(solution: str):
 '''
 DS1000_ROWS = [
     {
-        "prompt": "Problem:\nDouble every element of the numpy array a without a loop.\nA:\n<code>\nimport numpy as np\n"
+        "prompt": "Problem:\nDouble every element of the numpy array a without a loop.\nA:\n<code>\n"
+        "import numpy as np\n"
         "a = np.array([1.5, 2.0, 3.25])\n</code>\nresult = ... # put solution in this variable\n"
         "BEGIN SOLUTION\n<code>\n",
         "reference_code": "result = a * 2\n",
@@ -359,6 +365,7 @@ INFILL_ROWS = [
         "prompt": 'def add(a, b):\n    """Add."""\n',
         "suffix": "    return c\n",
         "canonical_solution": "    c = a + b\n",
-        "test": "\n\nMETADATA = {}\n\n\ndef check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(0, 0) == 0\n",
+        "test": "\n\nMETADATA = {}\n\n\ndef check(candidate):\n"
+        "    assert candidate(1, 2) == 3\n    assert candidate(0, 0) == 0\n",
     }
 ]
