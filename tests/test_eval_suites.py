@@ -7,7 +7,9 @@ import gzip
 import json
 import subprocess
 import sys
+import threading
 from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from rich.console import Console
@@ -301,3 +303,79 @@ def test_combined_summary_is_a_benchmark_by_language_table(tmp_path):
     results_io.print_benchmark_table(combined, console)
     text = console.export_text()
     assert "humanevalfix" in text and "50.00" in text and "javascript" in text
+
+
+class SuitesEndpoint(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat endpoint that answers CRUXEval and Spider questions (one right, one wrong)."""
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        question = body["messages"][-1]["content"]
+        if "[PYTHON]" in question:
+            answer = (
+                "[ANSWER]\nassert f('abc') == 'cba!'\n[/ANSWER]"
+                if "f('abc')" in question
+                else "[ANSWER]\n[0]\n[/ANSWER]"
+            )
+        else:
+            answer = "```sql\nSELECT name FROM singer WHERE age > 20\n```"
+        choices = [{"index": 0, "message": {"role": "assistant", "content": answer}}]
+        payload = json.dumps({"choices": choices}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_several_benchmarks_in_one_run_and_the_report(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SuitesEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        crux = write_jsonl(tmp_path / "cruxeval.jsonl", CRUX_ROWS)
+        spider = write_spider(tmp_path / "spider")
+        out = tmp_path / "run" / "eval"
+        args = [
+            "eval",
+            "--out",
+            out,
+            "--backend",
+            "openai",
+            "--model",
+            "m",
+            "--mode",
+            "instruct",
+            "--base-url",
+            f"http://127.0.0.1:{server.server_address[1]}/v1",
+            "--k",
+            "1",
+            "--no-progress",
+            "--benchmark",
+            "cruxeval-o",
+            "--benchmark",
+            "spider",
+            "--benchmark-file",
+            crux,
+            "--benchmark-file",
+            f"spider={spider}",
+        ]
+        result = subprocess.run([sys.executable, "-m", "lingcoder", *map(str, args)], capture_output=True, text=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr[-3000:]
+    combined = json.loads((out / "summary.json").read_text())
+    assert combined["benchmarks"] == ["cruxeval-o", "spider"]
+    assert combined["pass_at_k"]["cruxeval-o"]["python"]["pass@1"] == 0.5
+    assert combined["pass_at_k"]["spider"]["python"]["pass@1"] == pytest.approx(1 / 3)
+    assert (out / "spider" / "results.jsonl").is_file() and (out / "cruxeval-o" / "summary.json").is_file()
+    assert "33.33" in result.stdout.split("lingcoder eval: spider")[-1]  # the combined table, printed last
+
+    from lingcoder.report.sections import evaluation_section
+
+    html = "".join(evaluation_section(tmp_path / "run").parts)
+    assert "as in the paper" in html and "<td>cruxeval-o</td><td>50.00</td>" in html
+    assert html.count("<td>spider</td>") == 2  # the detailed table and the benchmark x language table
