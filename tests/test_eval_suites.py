@@ -379,3 +379,23 @@ def test_several_benchmarks_in_one_run_and_the_report(tmp_path):
     html = "".join(evaluation_section(tmp_path / "run").parts)
     assert "as in the paper" in html and "<td>cruxeval-o</td><td>50.00</td>" in html
     assert html.count("<td>spider</td>") == 2  # the detailed table and the benchmark x language table
+
+
+def test_chat_answers_for_humanevalfix_and_spider(tmp_path):
+    from lingcoder.evaluate.prompts import completion_from_answer, instruct_messages
+
+    fix = load_benchmark("humanevalfix", write_jsonl(tmp_path / "pack.jsonl", HEF_ROWS[:3]))
+    python, cpp = fix.problems["Python/0"], fix.problems["CPP/0"]
+    assert "Fix bugs in add." in instruct_messages(python)[0]["content"]
+    answer = "Fixed:\n```python\ndef add(x: int, y: int) -> int:\n    return x + y\n```"
+    cpp_answer = "```cpp\n#include<stdio.h>\nint add(int x,int y){\n    return x+y;\n}\nint main(){}\n```"
+    rows, _ = judge(
+        tmp_path,
+        "humanevalfix",
+        tmp_path / "pack.jsonl",
+        [("Python/0", completion_from_answer(python, answer)), ("CPP/0", completion_from_answer(cpp, cpp_answer))],
+    )
+    assert [r["verdict"] for r in rows] == ["passed", "passed"], rows
+    spider = load_benchmark("spider", write_spider(tmp_path / "spider")).problems["spider/0"]
+    assert "```sql" in instruct_messages(spider)[0]["content"]
+    assert completion_from_answer(spider, "```python\nx\n```\n```sql\nSELECT 1\n```").strip() == "SELECT 1"

@@ -78,6 +78,7 @@ class Problem:
     requires: tuple[str, ...] = ()  # Python modules the task imports: `skipped` where one is missing
     skip_reason: str = ""  # why this task cannot be judged on any machine here (judged `skipped`)
     data_files: dict[str, str | bytes | Path] = field(default_factory=dict, compare=False)
+    answer_language: str = ""  # the language of a chat answer's code when not `language` (Spider: sql)
 
     def solution(self, completion: str) -> str:
         if self.make_solution is not None:

@@ -4,10 +4,12 @@ Rust/0; prompt, declaration, canonical_solution, buggy_solution, entry_point, im
 test). One file per language as saved from the hub, or several concatenated; the language is read
 from each task_id.
 
-The prompt is the benchmark's: the buggy function and its tests, "Fix bugs in <name>.", then the
-declaration again, which the model continues. The completion is therefore a function body (as
+The base prompt is the benchmark's: the buggy function and its tests, "Fix bugs in <name>.", then
+the declaration again, which the model continues. The completion is therefore a function body (as
 canonical_solution and buggy_solution are); it is cut where the function ends (the first
 unindented line in Python, the closing brace elsewhere) and judged as declaration + body + test.
+A chat model is asked for the whole fixed function: in Python it replaces the declaration, in the
+other languages its body after the repeated declaration line is used.
 
 Per language: Python gets the benchmark's standard-library imports; JavaScript's tests call
 `console.assert`, made to throw so that a failed check fails the run; Go's tests use testify's
@@ -255,9 +257,13 @@ def _problem(row: dict, where: str) -> Problem:
     context = f"{declaration}{row['buggy_solution']}\n{test if language != 'rust' else row['test']}"
     prompt = f"{context}\n{instruction}\n\n{declaration}"
 
+    header = next((line.strip() for line in reversed(declaration.splitlines()) if line.strip()), "")
+
     def make_solution(completion: str) -> str:
         if language == "python" and re.search(rf"^def\s+{re.escape(entry_point)}\s*\(", completion, re.M):
             return _PYTHON_IMPORTS + completion  # a chat answer: the whole fixed function
+        if header and header in completion:  # a chat answer repeating the declaration: its body follows
+            completion = completion[completion.index(header) + len(header) :]
         source = declaration + trim_to_function(completion, language)
         if language == "python":
             return _PYTHON_IMPORTS + source
@@ -270,9 +276,10 @@ def _problem(row: dict, where: str) -> Problem:
         language,
         prompt,
         "" if language == "go" else test,
+        prompt_is_code=False,
         reference=row["canonical_solution"],
         entry_point=entry_point,
-        instruction=f"{context}\n{instruction}",
+        instruction=f"{context}\n{instruction} Reply with the whole fixed function.",
         make_solution=make_solution,
         timeout=SECONDS[language],
         skip_reason=skip_reason,
