@@ -62,10 +62,13 @@ LCB_SOLUTIONS = {
             "n = int(input())\nprint(sum(map(float, input().split())))\n",
             "import sys\n\ndef main():\n    data = sys.stdin.read().split()\n    print(sum(map(float, data[1:])))\n\n"
             "if __name__ == '__main__':\n    main()\n",
+            "n = int(input())\nprint(sum(map(float, input().split())), end='  \\n\\n')\nexit(0)\n",
             "import sys\ninput = sys.stdin.readline\nn = int(input())\nprint(sum(float(x) for x in input().split()))\n",
         ],
         "wrong": [
             "n = int(input())\nprint(sum(map(float, input().split())) + 1)\n",
+            "n = int(input())\nprint(sum(map(float, input().split())))\nquit()\n",  # LiveCodeBench disables quit()
+            "n = int(input())\nprint(sum(map(float, input().split())))\nprint()\nprint(0)\n",  # an extra line
             "print(7.0)\n",
             "n = int(input())\nprint(1 / 0)\n",
         ],

@@ -212,6 +212,24 @@ def run_stdin():
                 fail(index, f"wrong answer at line {number}: {mine[:200]!r} != {theirs[:200]!r}")
 
 
+def disable_like_livecodebench():
+    """What LiveCodeBench's reliability_guard switches off before running a program (not for safety:
+    the sandbox sees to that; so that a program calling one of these fails here as it does there)."""
+    import os, shutil, subprocess
+    builtins.quit = None
+    builtins.help = None
+    os.environ["OMP_NUM_THREADS"] = "1"
+    for name in ("kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork",
+                 "forkpty", "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown",
+                 "chmod", "chown", "chroot", "lchflags", "lchmod", "lchown", "getcwd", "chdir"):
+        setattr(os, name, None)
+    shutil.rmtree = shutil.move = shutil.chown = None
+    subprocess.Popen = None
+    for name in ("ipdb", "joblib", "resource", "psutil", "tkinter"):
+        sys.modules[name] = None
+
+
+disable_like_livecodebench()
 run_functional() if _LCB_FUNC else run_stdin()
 '''
 
