@@ -140,6 +140,7 @@ BCB_ROWS = [
     },
 ]
 BCB_WRONG = [
+    "    print(sum(json.load(open(path)).values()))\n    exit(0)\n",  # exit() is disabled by the grader
     "    with open(path) as handle:\n        return len(json.load(handle))\n",  # wrong value
     "    try:\n        with open(path) as handle:\n            return sum(json.load(handle).values())\n"
     "    except FileNotFoundError:\n        return 0\n",  # swallows the error one test expects

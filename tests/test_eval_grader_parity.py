@@ -90,4 +90,4 @@ def test_bigcodebench_verdicts_equal_its_grader(tmp_path):
             for c in completions
         ],
     )
-    assert mine == reference == [True, False, False]
+    assert mine == reference == [True, False, False, False]

@@ -102,14 +102,14 @@ def test_bigcodebench_complete_and_instruct(tmp_path):
             ("BigCodeBench/1", "    return x\n"),
         ],
     )
-    assert [r["verdict"] for r in rows] == ["passed", "failed", "failed", "skipped"]
-    assert "lingcoder_surely_missing_lib" in rows[3]["error"]
-    assert "test_missing_file" in rows[2]["error"]
+    assert [r["verdict"] for r in rows] == ["passed", "failed", "failed", "failed", "skipped"]
+    assert "lingcoder_surely_missing_lib" in rows[4]["error"]
+    assert "test_missing_file" in rows[3]["error"]
     rows, _ = judge(
         tmp_path,
         "bigcodebench-instruct",
         path,
-        [("BigCodeBench/0", f"```python\n{code_prompt}{canonical}```"), ("BigCodeBench/0", code_prompt + BCB_WRONG[0])],
+        [("BigCodeBench/0", f"```python\n{code_prompt}{canonical}```"), ("BigCodeBench/0", code_prompt + BCB_WRONG[1])],
         out="instruct",
     )
     assert [r["verdict"] for r in rows] == ["passed", "failed"]

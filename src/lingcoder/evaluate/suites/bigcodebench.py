@@ -10,8 +10,8 @@ Python list or its text).
   block in the completion is taken alone).
 
 Judging follows BigCodeBench's grader, run inside our sandbox: the program and the test code share
-one module, every test of `TestCases` runs (setUp and tearDown included) with TZ=UTC and one OpenMP
-thread, and the task passes only when no test failed or raised. The benchmark's limit is 240 s per
+one module, every test of `TestCases` runs (setUp and tearDown included) with TZ=UTC, one OpenMP
+thread and exit/quit disabled, and the task passes only when no test failed or raised. The benchmark's limit is 240 s per
 task. A task whose libraries the sandbox's Python lacks is `skipped`, naming them.
 """
 
@@ -30,15 +30,15 @@ SECONDS_PER_TASK = 240.0  # BigCodeBench's TIMEOUT_LIMIT
 # Distribution name -> import name where they differ (libs lists import names, a few list the package).
 _IMPORT_NAMES = {"scikit-learn": "sklearn", "beautifulsoup4": "bs4", "pillow": "PIL", "python-dateutil": "dateutil"}
 
+# Before the program: what BigCodeBench's reliability_guard sets (UTC, one OpenMP thread, quiet
+# TensorFlow; exit and quit disabled, so a program calling them fails as it does there).
+_PRELUDE = """import os as _os, time as _time
+_os.environ.update(TZ="UTC", OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
+_time.tzset()
+(__builtins__ if isinstance(__builtins__, dict) else vars(__builtins__)).update(exit=None, quit=None)
+"""
 _RUNNER = """
-import os as _os, unittest as _unittest
-_os.environ["TZ"] = "UTC"
-_os.environ["OMP_NUM_THREADS"] = "1"
-try:
-    import time as _time
-    _time.tzset()
-except AttributeError:
-    pass
+import unittest as _unittest
 _result = _unittest.TestResult()
 _unittest.TestLoader().loadTestsFromTestCase(TestCases).run(_result)
 _problems = _result.failures + _result.errors
@@ -67,7 +67,7 @@ def libraries(value: object, where: str) -> tuple[str, ...]:
 
 def program(source: str, test: str) -> str:
     """What the sandbox runs: the program, then the test code and its runner in the same module."""
-    return f"{source}\n\n{test}\n{_RUNNER}"
+    return f"{_PRELUDE}{source}\n\n{test}\n{_RUNNER}"
 
 
 def _problem(name: str, row: dict, where: str) -> Problem:
