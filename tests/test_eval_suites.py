@@ -372,7 +372,7 @@ def test_several_benchmarks_in_one_run_and_the_report(tmp_path):
     combined = json.loads((out / "summary.json").read_text())
     assert combined["benchmarks"] == ["cruxeval-o", "spider"]
     assert combined["pass_at_k"]["cruxeval-o"]["python"]["pass@1"] == 0.5
-    assert combined["pass_at_k"]["spider"]["python"]["pass@1"] == pytest.approx(1 / 3)
+    assert combined["pass_at_k"]["spider"]["sql"]["pass@1"] == pytest.approx(1 / 3)
     assert (out / "spider" / "results.jsonl").is_file() and (out / "cruxeval-o" / "summary.json").is_file()
     assert "33.33" in result.stdout.split("lingcoder eval: spider")[-1]  # the combined table, printed last
 

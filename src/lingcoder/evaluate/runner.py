@@ -45,7 +45,7 @@ from lingcoder.evaluate.benchmarks import (
 )
 from lingcoder.evaluate.execution import Verdict, missing_modules, run_program
 from lingcoder.evaluate.generation import generate_samples
-from lingcoder.evaluate.languages import get_language, toolchain
+from lingcoder.evaluate.languages import LANGUAGES, get_language, toolchain
 from lingcoder.evaluate.samples import Sample, read_samples
 from lingcoder.evaluate.sandbox import Sandbox
 
@@ -357,7 +357,7 @@ def _row(sample: Sample, problem: Problem, completion_id: int, verdict: Verdict)
         "line": sample.line,
         "task_id": problem.task_id,
         "completion_id": completion_id,
-        "language": problem.language,
+        "language": problem.answer_language or problem.language,  # Spider's SQL is its own column
         "passed": verdict.passed,
         "verdict": verdict.status,
         "seconds": round(verdict.seconds, 3),
@@ -381,6 +381,8 @@ def _summary(
     pass_at, per_language = results_io.summarize(rows, bench.name, ks)
     skipped, versions = {}, {}
     for lang in per_language:
+        if lang not in LANGUAGES:
+            continue  # an answer language judged through another (Spider's SQL runs in Python)
         chain = toolchain(get_language(lang), sandbox)
         if chain.missing:
             skipped[lang] = chain.missing
