@@ -103,6 +103,7 @@ def test_bigcodebench_complete_and_instruct(tmp_path):
         ],
     )
     assert [r["verdict"] for r in rows] == ["passed", "failed", "failed", "failed", "skipped"]
+    assert summary["timeouts"] == {"mode": "benchmark", "seconds_min": 240.0, "seconds_max": 240.0}
     assert "lingcoder_surely_missing_lib" in rows[4]["error"]
     assert "test_missing_file" in rows[3]["error"]
     rows, _ = judge(
@@ -262,6 +263,9 @@ def test_unknown_benchmark_suggests_the_nearest(tmp_path):
     result = subprocess.run([sys.executable, "-m", "lingcoder", *map(str, args)], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "did you mean livecodebench" in result.stdout + result.stderr and "spider" in result.stdout + result.stderr
+    args = ["eval", "--out", tmp_path, "--benchmark", "livecodebench", "--since", "2024-13-01", "--samples", "x"]
+    result = subprocess.run([sys.executable, "-m", "lingcoder", *map(str, args)], capture_output=True, text=True)
+    assert result.returncode == 2 and "--since '2024-13-01': expected a date" in result.stdout + result.stderr
 
 
 def test_missing_file_says_where_to_get_it(tmp_path):

@@ -14,7 +14,7 @@
     "pass_at_k": {benchmark: {language: {"pass@1": float|null, ...}}},
     "per_language": {language: {"tasks", "samples", "passed", "failed", "timeout", "error", "skipped"}},
     "skipped": {language: reason}, "toolchains": {language: version}, "isolation": {...},
-    "timeouts": {"mode": "adaptive"|"fixed", ...}, "finished_at",
+    "timeouts": {"mode": "adaptive"|"fixed"|"benchmark" (the benchmark's own limits), ...}, "finished_at",
     "generation": {benchmark, backend, model, base_url, mode, settings} when eval generated the samples}.
   pass@k is the mean over tasks of the unbiased estimator, over the samples that were judged
   (skipped samples excluded); null when some task has fewer than k samples.

@@ -400,9 +400,16 @@ def _summary(
         "skipped": skipped,
         "toolchains": versions,
         "isolation": sandbox.isolation().describe(),
-        "timeouts": timeouts.describe(),
+        "timeouts": _timeouts_used(bench, timeouts),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _timeouts_used(bench: Benchmark, timeouts: Timeouts) -> dict:
+    own = sorted({p.timeout for p in bench.problems.values() if p.timeout is not None})
+    if timeouts.timeout is not None or not own:
+        return timeouts.describe()
+    return {"mode": "benchmark", "seconds_min": own[0], "seconds_max": own[-1]}
 
 
 class _NoProgress:

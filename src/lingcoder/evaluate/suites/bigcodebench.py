@@ -11,8 +11,8 @@ Python list or its text).
 
 Judging follows BigCodeBench's grader, run inside our sandbox: the program and the test code share
 one module, every test of `TestCases` runs (setUp and tearDown included) with TZ=UTC, one OpenMP
-thread and exit/quit disabled, and the task passes only when no test failed or raised. The benchmark's limit is 240 s per
-task. A task whose libraries the sandbox's Python lacks is `skipped`, naming them.
+thread and exit/quit disabled, and the task passes only when no test failed or raised. The
+benchmark's limit is 240 s per task. A task whose libraries the sandbox's Python lacks is `skipped`, naming them.
 """
 
 from __future__ import annotations
