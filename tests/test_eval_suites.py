@@ -405,3 +405,20 @@ def test_chat_answers_for_humanevalfix_and_spider(tmp_path):
     spider = load_benchmark("spider", write_spider(tmp_path / "spider")).problems["spider/0"]
     assert "```sql" in instruct_messages(spider)[0]["content"]
     assert completion_from_answer(spider, "```python\nx\n```\n```sql\nSELECT 1\n```").strip() == "SELECT 1"
+
+
+def test_humanevalfix_go_imports_what_the_answer_uses(tmp_path):
+    if toolchain(get_language("go"), default_sandbox()).missing:
+        pytest.skip("go toolchain missing")
+    go_row = next(r for r in HEF_ROWS if r["task_id"] == "Go/0")  # its declaration imports math, unused
+    path = write_jsonl(tmp_path / "go.jsonl", [go_row])
+    rows, _ = judge(
+        tmp_path,
+        "humanevalfix",
+        path,
+        [
+            ("Go/0", '    return len(strings.Repeat("a", x+y))\n}\n'),
+            ("Go/0", "    return int(math.Abs(float64(x - y)))\n}\n"),
+        ],
+    )
+    assert [r["verdict"] for r in rows] == ["passed", "failed"], rows

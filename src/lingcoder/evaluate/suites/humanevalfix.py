@@ -192,16 +192,36 @@ def trim_to_function(body: str, language: str) -> str:
     return body
 
 
+# Standard packages a Go answer may use without importing them; added when used, as the benchmark does.
+_GO_HELPER_PACKAGES = (
+    "math",
+    "strings",
+    "fmt",
+    "strconv",
+    "time",
+    "bytes",
+    "regexp",
+    "sort",
+    "math/rand",
+    "crypto/md5",
+)
+
+
 def _go_program(parts: list[str]) -> str:
     """One `package main` file: every import block merged, keeping the packages the code uses."""
     code = "\n".join(parts)
-    paths: list[str] = []
+    paths: list[str] = list(_GO_HELPER_PACKAGES)
     for block in re.findall(r"^\s*import\s*\(([^)]*)\)", code, re.M):
         paths += re.findall(r'"([^"]+)"', block)
     paths += re.findall(r'^\s*import\s+"([^"]+)"', code, re.M)
     code = re.sub(r"^\s*import\s*\([^)]*\)|^\s*import\s+\"[^\"]+\"|^\s*package\s+\w+", "", code, flags=re.M)
     uncommented = "\n".join(line for line in code.split("\n") if not line.strip().startswith("//"))
-    used = [p for p in dict.fromkeys(paths) if re.search(rf"\b{re.escape(p.split('/')[-1])}\.", uncommented)]
+    used, names = [], set()
+    for path in dict.fromkeys(paths):
+        name = path.split("/")[-1]
+        if name not in names and re.search(rf"(?<![\w.]){re.escape(name)}\.", uncommented):
+            used.append(path)
+            names.add(name)
     imports = "".join(f'\t"{p}"\n' for p in used)
     return f"package main\n\nimport (\n{imports})\n{code}"
 
