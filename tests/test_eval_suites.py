@@ -287,6 +287,8 @@ def test_benchmark_files_by_name_or_position():
         "spider": "s.json",
         "ds-1000": "d.jsonl",
     }
+    both = benchmark_files(["humaneval", "cruxeval-o"], ["c.jsonl"])
+    assert both == {"humaneval": None, "cruxeval-o": "c.jsonl"}
     with pytest.raises(LingcoderError, match="2 --benchmark-file paths for 3"):
         benchmark_files(["spider", "ds-1000", "humanevalfix"], ["a", "b"])
 

