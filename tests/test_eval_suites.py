@@ -223,9 +223,12 @@ def test_spider_execution_accuracy(tmp_path):
             ("spider/1", "SELECT name FROM singer"),  # ORDER BY in the gold query: order matters
             ("spider/2", "SELECT country, count(*) FROM singer GROUP BY country ORDER BY count(*) DESC"),
             ("spider/2", "SELECT nonsense FROM nowhere"),
+            ("spider/2", "SELECT count(*), country FROM singer GROUP BY country"),  # columns swapped
+            ("spider/2", "SELECT country, count(*) + 1 FROM singer GROUP BY country"),
         ],
     )
-    assert [r["verdict"] for r in rows] == ["passed", "passed", "failed", "passed", "failed", "passed", "failed"]
+    verdicts = ["passed", "passed", "failed", "passed", "failed", "passed", "failed", "passed", "failed"]
+    assert [r["verdict"] for r in rows] == verdicts
     assert "predicted query fails" in rows[6]["error"]
 
 
