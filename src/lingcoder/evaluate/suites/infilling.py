@@ -41,7 +41,7 @@ def _problem(name: str, row: dict, where: str, mode: str) -> Problem:
         raise LingcoderError(f"{where}: missing field(s) {', '.join(missing)} (has: {', '.join(sorted(row))})")
     task_id = str(row["task_id"])
     kind = KINDS[name]
-    if not task_id.startswith(kind) and "Light" not in task_id:
+    if not task_id.startswith(kind):
         raise LingcoderError(f"{where}: task {task_id!r} is not a {kind} task: is this the file for {name}?")
     prefix, suffix = row["prompt"], row["suffix"]
     return Problem(
