@@ -307,7 +307,8 @@ def _judge(
         missing = missing_modules(problem.requires, sandbox)
         if missing:
             return Verdict("skipped", f"needs the Python librar{'ies' if len(missing) > 1 else 'y'} "
-                           f"{', '.join(missing)}, not installed for the sandbox's Python")
+                           f"{', '.join(missing)}, not installed for the sandbox's Python "
+                           "(install it, or point $LINGCODER_SANDBOX_PYTHON at a Python that has it)")
     if timeouts.timeout is not None:
         return run(timeouts.timeout)
     if problem.timeout is not None:
