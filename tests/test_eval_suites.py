@@ -427,3 +427,36 @@ def test_humanevalfix_go_imports_what_the_answer_uses(tmp_path):
         ],
     )
     assert [r["verdict"] for r in rows] == ["passed", "failed"], rows
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"metadata": "[1]"}, "metadata is not a JSON object"),
+        ({"contest_date": "yesterday"}, "contest_date 'yesterday' is not an ISO date"),
+        ({"private_test_cases": "not base64 at all!"}, "private_test_cases: test cases are neither JSON"),
+        ({"public_test_cases": '[{"input": 1}]'}, "public_test_cases: test cases must be a list"),
+    ],
+)
+def test_livecodebench_bad_rows_name_the_line(tmp_path, change, message):
+    path = write_jsonl(tmp_path / "test5.jsonl", [LCB_ROWS[0], {**LCB_ROWS[1], **change}])
+    with pytest.raises(LingcoderError, match=f"test5.jsonl:2: {message}"):
+        load_benchmark("livecodebench", path)
+
+
+@pytest.mark.parametrize(
+    "name, rows, message",
+    [
+        ("bigcodebench-complete", [{k: v for k, v in BCB_ROWS[0].items() if k != "test"}], "missing field.*test"),
+        ("bigcodebench-instruct", [{**BCB_ROWS[0], "libs": "os, json"}], "libs 'os, json' is not a list"),
+        ("cruxeval-o", [{"id": "sample_0", "code": "def f(x): return x", "input": "1"}], "missing field.*output"),
+        ("humanevalfix", [{**HEF_ROWS[0], "task_id": "Kotlin/0"}], "names no HumanEvalPack language"),
+        ("ds-1000", [{**DS1000_ROWS[0], "code_context": "x = 1"}], "defines no test_execution"),
+        ("humaneval-infill-multi", INFILL_ROWS, "not a MultiLineInfilling task"),
+        ("livecodebench", [LCB_ROWS[0], LCB_ROWS[0]], "duplicate task_id 'abc900_a'"),
+    ],
+)
+def test_bad_rows_are_errors_naming_the_line(tmp_path, name, rows, message):
+    path = write_jsonl(tmp_path / "bench.jsonl", rows)
+    with pytest.raises(LingcoderError, match=f"bench.jsonl:{len(rows)}: .*{message}"):
+        load_benchmark(name, path)

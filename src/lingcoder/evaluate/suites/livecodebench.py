@@ -308,7 +308,9 @@ def _problem(row: dict, where: str, options: BenchmarkOptions) -> Problem | None
     try:
         metadata = json.loads(metadata) if isinstance(metadata, str) else dict(metadata)
     except (json.JSONDecodeError, TypeError, ValueError):
-        raise LingcoderError(f"{where}: metadata is not a JSON object") from None
+        metadata = None
+    if not isinstance(metadata, dict):
+        raise LingcoderError(f"{where}: metadata is not a JSON object")
     func_name = metadata.get("func_name") or ""
     starter = row.get("starter_code") or ""
     text = prompt_text(row["question_content"], starter)
