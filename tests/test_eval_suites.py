@@ -129,9 +129,10 @@ def test_cruxeval_input_and_output_prediction(tmp_path):
             ("sample_0", "'abc!'"),
             ("sample_1", "[ANSWER]\nassert f([1, 2]) == [2, 4]\n[/ANSWER]"),
             ("sample_1", "[1, 2]"),
+            ("sample_1", "f([1, 2])"),  # true, but only repeats the call
         ],
     )
-    assert [r["verdict"] for r in rows] == ["passed", "passed", "failed", "passed", "failed"]
+    assert [r["verdict"] for r in rows] == ["passed", "passed", "failed", "passed", "failed", "failed"]
     rows, _ = judge(
         tmp_path,
         "cruxeval-i",
@@ -141,11 +142,12 @@ def test_cruxeval_input_and_output_prediction(tmp_path):
             ("sample_0", "'cba'"),
             ("sample_1", "f([1, 2])"),
             ("sample_1", "[2]"),
+            ("sample_0", "'abc'"),  # the right input, but CRUXEval wants the call f(...)
         ],
         out="input",
     )
-    assert [r["verdict"] for r in rows] == ["passed", "failed", "passed", "failed"]
-    assert clean_prediction("[ANSWER]\nassert f(1, 2) == 3\n[/ANSWER]", "input") == "1, 2"
+    assert [r["verdict"] for r in rows] == ["passed", "failed", "passed", "failed", "failed"]
+    assert clean_prediction("[ANSWER]\nassert f(1, 2) == 3\n[/ANSWER]", "input") == "f(1, 2)"
 
 
 # -- HumanEvalFix ------------------------------------------------------------------------------------

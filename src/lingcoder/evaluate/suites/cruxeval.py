@@ -3,8 +3,9 @@
 
 The model answers between [ANSWER] and [/ANSWER] (the benchmark's own format; generation stops at
 [/ANSWER]). The answer is cleaned as CRUXEval does (tags, a leading `assert`, the side of `==` that
-holds the prediction, `f(...)` around a predicted input) and judged by running
-`assert f(<input>) == <output>` with the prediction in its place, under the benchmark's 3 s limit.
+holds the prediction) and judged as CRUXEval judges it, under its 3 s limit: a predicted input is a
+call `f(...)`, run as `assert <call> == <output>` (an answer without a call of f fails); a predicted
+output is run as `assert f(<input>) == <prediction>` (an answer that merely repeats the call fails).
 """
 
 from __future__ import annotations
@@ -43,15 +44,17 @@ def clean_prediction(answer: str, predict: str) -> str:
         return text
     if "==" in text:
         text = text.split("==", 1)[0].strip()
-    if text.startswith("f(") and text.endswith(")"):
-        text = text[2:-1]
-    return text.strip()
+    return text
 
 
 def program(code: str, given: str, prediction: str, predict: str) -> str:
-    call = f"f({prediction})" if predict == "input" else f"f({given})"
-    expected = given if predict == "input" else prediction
-    return f"{code}\nassert {call} == {expected}\n"
+    if predict == "input":
+        if "f(" not in prediction:
+            return f"{code}\nassert False, 'the answer calls no f(...)'\n"
+        return f"{code}\nassert {prediction} == {given}\n"
+    if f"f({given})" in prediction:
+        return f"{code}\nassert False, 'the answer repeats the call instead of predicting its value'\n"
+    return f"{code}\nassert f({given}) == {prediction}\n"
 
 
 def _problem(name: str, row: dict, where: str) -> Problem:
@@ -69,7 +72,7 @@ def _problem(name: str, row: dict, where: str) -> Problem:
         text,
         "",
         prompt_is_code=False,
-        reference=given_input if predict == "input" else given_output,
+        reference=f"f({given_input})" if predict == "input" else given_output,
         stop=("[/ANSWER]",),
         make_solution=lambda answer: program(code, given, clean_prediction(answer, predict), predict),
         timeout=SECONDS_PER_TASK,
