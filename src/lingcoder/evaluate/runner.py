@@ -14,8 +14,8 @@ a program that ends within `min_timeout` ends the same way under any larger limi
 equal those of timing every reference up front, at a fraction of the cost. A benchmark that sets
 its own limit per task (LiveCodeBench, BigCodeBench, ...) uses it instead of the adaptive one.
 
-Several benchmarks in one run (`--benchmark` repeated, or a recipe's `benchmarks` list) are judged
-one after the other, each in DIR/<benchmark>/; DIR/summary.json then holds the benchmark x language
+Several benchmarks in one run (`--benchmark` repeated, or a list in the `[eval]` table) are judged
+one after the other, each in OUT/<benchmark>/; OUT/summary.json then holds the benchmark x language
 table of all of them (`results.combine`).
 """
 
@@ -26,8 +26,8 @@ import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -71,112 +71,126 @@ class Timeouts:
         }
 
 
-def run_eval(
-    out: str | Path,
-    *,
-    samples: str | Path | None = None,
-    benchmark: str | list[str] = "humaneval",
-    benchmark_file: str | Path | list[str | Path] | None = None,
-    options: BenchmarkOptions | None = None,
-    backend: str | None = None,
-    model: str | None = None,
-    base_url: str | None = None,
-    device: str = "cpu",
-    mode: str = "base",
-    n: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    max_tokens: int = 512,
-    stop: list[str] | None = None,
-    tasks: list[str] | None = None,
-    k: list[int] | None = None,
-    workers: int | None = None,
-    timeout: float | None = None,
-    min_timeout: float = 4.0,
-    timeout_factor: float = 4.0,
-    use_namespaces: bool = True,
-    progress: bool = True,
-) -> dict:
-    """`lingcoder eval`: judge `samples`, or first generate DIR/samples.jsonl with `backend` + `model`
-    (for all tasks, or only `tasks`). With several benchmarks, each is run in DIR/<benchmark>/ and
-    the combined summary is returned."""
-    names = [benchmark] if isinstance(benchmark, str) else list(benchmark)
+@dataclass
+class EvalConfig:
+    """`lingcoder eval` (the recipe's `[eval]` table)."""
+
+    out: str  # output directory: samples.jsonl (when generating), results.jsonl, summary.json; resumable
+    samples: str | None = None  # a samples JSONL (task_id, completion) to judge; None: generate it first
+    # One benchmark or a list (each judged in OUT/<name>/): humaneval, humaneval+, mbpp, mbpp+, multipl-e,
+    # mbxp, livecodebench, bigcodebench-complete/-instruct, cruxeval-i/-o, humanevalfix, ds-1000, spider,
+    # humaneval-infill-single/-multi/-random.
+    benchmark: str | list[str] = "humaneval"
+    # The local benchmark file (every benchmark but humaneval); with several benchmarks, a list (one per
+    # benchmark in order, or one for all) whose entries may be NAME=PATH.
+    benchmark_file: str | list[str] | None = None
+    since: date | None = None  # LiveCodeBench: problems from contests on or after this date
+    until: date | None = None  # LiveCodeBench: ... and on or before this one
+    fim_mode: str = "psm"  # HumanEval-infilling prompt order: psm or spm
+    backend: str | None = None  # generate samples with: checkpoint, hf, openai
+    model: str | None = None  # checkpoint directory, HF model, or the endpoint's model name
+    base_url: str | None = None  # OpenAI-compatible endpoint, e.g. http://h:8000/v1
+    device: str = "cpu"  # for the checkpoint and hf backends
+    mode: str = "base"  # base: completion prompts; instruct: chat template, fenced code
+    n: int = 1  # samples per task
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    max_tokens: int = 512
+    stop: list[str] | None = None  # stop strings; None: the benchmark's
+    tasks: list[str] | None = None  # generate for these tasks only
+    limit: int = 0  # generate for the benchmark's first N tasks only; 0 = all
+    k: list[int] = field(default_factory=lambda: [1, 10, 100])  # pass@k
+    workers: int | None = None  # parallel programs; None = every core
+    timeout: float | None = None  # fixed per-program timeout; None = adaptive
+    min_timeout: float = 4.0  # adaptive timeout floor, seconds
+    timeout_factor: float = 4.0  # adaptive timeout: x the reference solution's time
+    use_namespaces: bool = True  # network and PID namespaces around each program
+    progress: bool = True  # progress bars
+
+
+def run_eval(config: EvalConfig) -> dict:
+    """`lingcoder eval`: judge `config.samples`, or first generate OUT/samples.jsonl with `backend` +
+    `model` (for all tasks, or only `tasks` / the first `limit`). The backend is built before anything
+    is written, so a bad backend leaves OUT untouched."""
+    c = config
+    names = [c.benchmark] if isinstance(c.benchmark, str) else list(c.benchmark)
     if not names:
-        raise LingcoderError("eval needs at least one --benchmark")
+        raise LingcoderError("eval needs at least one benchmark")
     names = list(dict.fromkeys(benchmark_name(name) for name in names))
-    files = benchmark_files(names, benchmark_file)
+    files = benchmark_files(names, c.benchmark_file)
     if len(names) > 1:
-        if samples is not None:
+        if c.samples is not None:
             raise LingcoderError(
                 f"--samples holds one benchmark's samples; judge {', '.join(names)} one at a time, "
                 "or generate them with --backend and --model"
             )
-        summaries = {}
-        for name in names:
-            summaries[name] = run_eval(
-                Path(out) / name, samples=None, benchmark=name, benchmark_file=files[name], options=options,
-                backend=backend, model=model, base_url=base_url, device=device, mode=mode, n=n,
-                temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop, tasks=tasks, k=k,
-                workers=workers, timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor,
-                use_namespaces=use_namespaces, progress=progress,
+        summaries = {
+            name: run_eval(
+                dataclasses.replace(c, out=str(Path(c.out) / name), benchmark=name, benchmark_file=files[name])
             )
+            for name in names
+        }
         combined = results_io.combine(summaries, {name: name for name in names})
-        results_io.write_summary(Path(out), combined)
+        results_io.write_summary(Path(c.out), combined)
         results_io.print_benchmark_table(combined, Console(width=max(Console().width, 132)))
         return combined
     benchmark, benchmark_file = names[0], files[names[0]]
-    timeouts = Timeouts(timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor)
+    options = BenchmarkOptions(since=c.since, until=c.until, fim_mode=c.fim_mode)
+    timeouts = Timeouts(timeout=c.timeout, min_timeout=c.min_timeout, timeout_factor=c.timeout_factor)
+    samples = c.samples
     if samples is None:
-        if backend is None or model is None:
+        if c.backend is None or c.model is None:
             raise LingcoderError("eval needs --samples FILE, or --backend and --model to generate samples")
-        out_dir = Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
         bench = load_benchmark(benchmark, benchmark_file, options)
-        if tasks:
-            bench = bench.subset(tasks)
+        if c.tasks:
+            bench = bench.subset(c.tasks)
+        if c.limit:
+            bench = bench.subset(list(bench.problems)[: c.limit])
         settings = GenerationSettings(
-            n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=tuple(stop or ())
+            n=c.n, temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens, stop=tuple(c.stop or ())
         )
+        generator = make_backend(c.backend, c.model, base_url=c.base_url, device=c.device)
+        out_dir = Path(c.out)
+        out_dir.mkdir(parents=True, exist_ok=True)
         samples = out_dir / "samples.jsonl"
         _check_generation_record(
             out_dir / GENERATION,
             {
                 "benchmark": bench.name,
-                "backend": backend,
-                "model": model,
-                "base_url": base_url,
-                "mode": mode,
+                "backend": c.backend,
+                "model": c.model,
+                "base_url": c.base_url,
+                "mode": c.mode,
                 "settings": dataclasses.asdict(settings),
+                # recorded when set, so directories written before these options existed still resume
+                **({"options": dataclasses.asdict(options)} if options != BenchmarkOptions() else {}),
             },
         )
-        generator = make_backend(backend, model, base_url=base_url, device=device)
-        with _progress(progress, Console(stderr=True)) as bar:
+        with _progress(c.progress, Console(stderr=True)) as bar:
             task = bar.add_task("generating", total=len(bench.problems))
             generate_samples(
                 bench,
                 generator,
                 samples,
-                mode=mode,
+                mode=c.mode,
                 settings=settings,
                 on_task_done=lambda: bar.advance(task),
             )
     return evaluate_samples(
         samples,
-        out,
+        c.out,
         benchmark=benchmark,
         benchmark_file=benchmark_file,
         options=options,
-        k=k,
-        workers=workers,
+        k=c.k,
+        workers=c.workers,
         timeouts=timeouts,
-        use_namespaces=use_namespaces,
-        progress=progress,
+        use_namespaces=c.use_namespaces,
+        progress=c.progress,
     )
 
 
-def benchmark_files(
-    names: list[str], files: str | Path | list[str | Path] | None
-) -> dict[str, str | Path | None]:
+def benchmark_files(names: list[str], files: str | Path | list[str | Path] | None) -> dict[str, str | Path | None]:
     """Which file each benchmark reads. Entries are `NAME=PATH` or plain paths; plain paths go to the
     benchmarks not named (but HumanEval, which needs none), in order, and a single plain path serves
     all of them."""
