@@ -3,6 +3,7 @@ fixtures written here, its canonical/reference solutions pass, wrong answers fai
 parts (compressed private tests, multi-line stdin, float outputs, unittest setUp, ORDER BY, missing
 libraries and toolchains) are judged right; plus the CLI's benchmark names and the combined table."""
 
+import dataclasses
 import gzip
 import json
 import subprocess
@@ -462,3 +463,29 @@ def test_bad_rows_are_errors_naming_the_line(tmp_path, name, rows, message):
     path = write_jsonl(tmp_path / "bench.jsonl", rows)
     with pytest.raises(LingcoderError, match=f"bench.jsonl:{len(rows)}: .*{message}"):
         load_benchmark(name, path)
+
+
+def test_the_eval_table_names_several_benchmarks(tmp_path):
+    """The `[eval]` table (of `--config`, or of a recipe) takes a list of benchmarks and their files."""
+    from lingcoder.config import load_stage_config
+    from lingcoder.evaluate.runner import EvalConfig, run_eval
+
+    crux = write_jsonl(tmp_path / "cruxeval.jsonl", CRUX_ROWS)
+    samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": "sample_0", "completion": "'cba!'"}])
+    toml = tmp_path / "eval.toml"
+    toml.write_text(
+        f'[eval]\nbenchmark = ["cruxeval-i", "cruxeval-o"]\nbenchmark_file = ["{crux}"]\n'
+        'since = 2024-08-01\nfim_mode = "spm"\nk = [1]\nprogress = false\n'
+    )
+    config = load_stage_config(EvalConfig, "eval", toml, [], {"out": str(tmp_path / "out")})
+    assert config.benchmark == ["cruxeval-i", "cruxeval-o"] and config.since == date(2024, 8, 1)
+    with pytest.raises(LingcoderError, match="--samples holds one benchmark"):
+        run_eval(dataclasses.replace(config, samples=str(samples)))
+    one = dataclasses.replace(config, benchmark="cruxeval-o", samples=str(samples))
+    assert run_eval(one)["pass_at_k"] == {"cruxeval-o": {"python": {"pass@1": 1.0}}}
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[eval]\nfim_mode = "mps"\n')
+    with pytest.raises(LingcoderError, match="fim mode 'mps'"):
+        run_eval(
+            dataclasses.replace(load_stage_config(EvalConfig, "eval", bad, [], {"out": "x"}), samples=str(samples))
+        )
