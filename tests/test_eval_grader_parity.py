@@ -11,9 +11,11 @@ import pytest
 from lingcoder.evaluate.runner import evaluate_samples
 from tests.suite_fixtures import BCB_ROWS, BCB_WRONG, LCB_ROWS, LCB_SOLUTIONS, write_jsonl
 
-GRADERS = Path(__file__).resolve().parents[1] / ".venv-graders" / "bin" / "python"
+ENVIRONMENT = Path(__file__).resolve().parents[1] / ".venv-graders"
+GRADERS = ENVIRONMENT / "bin" / "python"
 pytestmark = pytest.mark.skipif(
-    not GRADERS.exists(), reason=".venv-graders is absent: build it with .ci/graders-env (or `make graders`)"
+    not (ENVIRONMENT / ".graders-installed").exists(),  # written by .ci/graders-env once it is complete
+    reason=".venv-graders is absent or incomplete: build it with .ci/graders-env (or `make graders`)",
 )
 
 # Runs in .venv-graders: one verdict (True = pass) per case, from the benchmark's own grader.
