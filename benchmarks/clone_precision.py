@@ -4,7 +4,7 @@
 
 Runs `lingcoder curate` twice on the same corpus (default: the embedded default corpus, this
 interpreter's standard library and packages): with the renaming-proof view and with word
-shingles only (`dedup.renamed_copies=false`). Every file the first run drops as a duplicate and
+shingles only (`curate.dedup.renamed_copies=false`). Every file the first run drops as a duplicate and
 the second keeps was dropped because of the new view. For each, the script compares the file with
 the copy that was kept, exactly (all shingles, no MinHash estimate): the Jaccard similarity of
 their renaming-proof 5-gram shingles and of their word 5-gram shingles. A drop counts as correct
@@ -25,8 +25,9 @@ import tempfile
 
 import pyarrow.parquet as pq
 
+from lingcoder.config import load_stage_config
 from lingcoder.data.clones import clone_token_hashes, shingles, word_shingles
-from lingcoder.data.curate import curate
+from lingcoder.data.curate import CurateConfig, curate
 
 
 def _rows(folder: str, columns: list[str]) -> list[dict]:
@@ -49,10 +50,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = args.keep or tmp
         stats = {}
-        for name, overrides in (("renamed", []), ("words", ["dedup.renamed_copies=false"])):
+        for name, overrides in (("renamed", []), ("words", ["curate.dedup.renamed_copies=false"])):
+            config = load_stage_config(CurateConfig, "curate", None, overrides, {
+                "out": f"{base}/{name}", "sources": args.sources, "workers": args.workers, "quiet": True})
             with contextlib.redirect_stdout(io.StringIO()):
-                stats[name] = curate(args.sources or None, f"{base}/{name}", workers=args.workers,
-                                     overrides=overrides, quiet=True)
+                stats[name] = curate(config)
         columns = ["repo", "path", "reason", "detail"]
         renamed = {(r["repo"], r["path"]): r for r in _rows(f"{base}/renamed/dropped/dedup", columns)}
         words = {(r["repo"], r["path"]) for r in _rows(f"{base}/words/dropped/dedup", columns)}

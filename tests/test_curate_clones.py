@@ -3,7 +3,7 @@
 End to end through `lingcoder curate` on a JSONL corpus: a Python module copied with every
 identifier renamed, a JavaScript module renamed and reformatted, and two Java classes with the
 same getter/setter structure but different fields. The second run turns the renaming-proof
-view off (`dedup.renamed_copies=false`), showing that word shingles alone keep both copies.
+view off (`curate.dedup.renamed_copies=false`), showing that word shingles alone keep both copies.
 """
 
 from __future__ import annotations
@@ -275,7 +275,7 @@ def runs(tmp_path_factory):
     )
     return {
         "with": curate_cli(tmp_path, corpus, "with"),
-        "without": curate_cli(tmp_path, corpus, "without", "--set", "dedup.renamed_copies=false", "--verbose"),
+        "without": curate_cli(tmp_path, corpus, "without", "--set", "curate.dedup.renamed_copies=false", "--verbose"),
     }
 
 

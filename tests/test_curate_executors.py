@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from lingcoder.data.curate import CurateConfig, build_stages, curate
+from lingcoder.data.curate import CurateConfig, CurateExecutorConfig, build_stages, curate
 from lingcoder.data.executors import ExecutorConfig, build_executors
 from lingcoder.data.sources import plan_units
 from lingcoder.errors import LingcoderError
@@ -48,8 +48,9 @@ def snapshot(out: Path) -> dict:
 )
 def test_ray_executor_gives_the_same_output_as_local(tmp_path):
     source = make_corpus(tmp_path)
-    local = curate([source], str(tmp_path / "local"), workers=2, quiet=True)
-    on_ray = curate([source], str(tmp_path / "ray"), workers=2, executor="ray", quiet=True)
+    local = curate(CurateConfig(str(tmp_path / "local"), [source], workers=2, quiet=True))
+    on_ray = curate(CurateConfig(str(tmp_path / "ray"), [source], workers=2, quiet=True,
+                                executor=CurateExecutorConfig(kind="ray")))
     import ray
 
     ray.shutdown()
@@ -63,7 +64,7 @@ def test_slurm_executors_are_built_with_the_right_arguments(tmp_path):
     from datatrove.executor import SlurmPipelineExecutor
 
     units = plan_units([make_corpus(tmp_path)])
-    stages = build_stages(units, str(tmp_path / "out"), CurateConfig(), 4, {})
+    stages = build_stages(units, str(tmp_path / "out"), CurateConfig(str(tmp_path / "out")), 4, {})
     cfg = ExecutorConfig(
         slurm_partition="cpu", slurm_time="01:00:00", slurm_cpus_per_task=2, slurm_mem_per_cpu_gb=3
     )

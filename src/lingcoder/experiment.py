@@ -101,7 +101,8 @@ def _moe_vs_dense(run: Path, base: dict, seeds: int, console: Console) -> dict:
 
 def _curated_vs_raw(run: Path, base: dict, seeds: int, eval_tasks: int, workers: int | None,
                     console: Console) -> dict:
-    from lingcoder.data.curate import raw_corpus
+    from lingcoder.config import stage_config_from_table
+    from lingcoder.data.curate import CurateConfig, raw_corpus
     from lingcoder.data.tokenize import TokenizeConfig, tokenize
 
     root = run / "experiment" / "curated_vs_raw"
@@ -111,10 +112,9 @@ def _curated_vs_raw(run: Path, base: dict, seeds: int, eval_tasks: int, workers:
         raise LingcoderError(f"{run / 'tokens'}: no '{HELDOUT_SOURCE}' validation split to hold out")
     raw_tokens = root / "raw-tokens"
     if not (raw_tokens / "index.json").exists():
-        settings = dict(base.get("curate", {}))
-        sources = settings.pop("sources", [])
         console.rule("[bold]raw corpus[/] (the same sources, uncurated)")
-        count = raw_corpus(sources or None, str(root / "raw"), workers=workers, config=settings)
+        count = raw_corpus(stage_config_from_table(CurateConfig, base, "curate", out=str(root / "raw"),
+                                                   workers=workers or 0, quiet=True, verbose=False))
         console.print(f"{count:,} raw documents")
         # The run's tokenizer, FIM and document split: a held-out file is held out in both corpora.
         split = curated_index.data
