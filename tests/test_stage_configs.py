@@ -192,6 +192,8 @@ def test_the_command_line_names_the_bad_key(args, message):
     ('tokenize.val_fraction="x"', "tokenize.val_fraction: expected float"),
     ("tokenizer.vocab_size=1.5", "tokenizer.vocab_size: expected int"),
     ("sft.epochs=false", "sft.epochs: expected int"),
+    ("curate.executor.kind=\"spark\"", "curate.executor.kind: expected one of"),
+    ("curate.executor.kind=\"slurm\"", "curate.executor.kind: the recipe needs curation done"),
 ])
 def test_recipe_check_type_checks_every_table(override, message, tmp_path):
     config = tmp_path / "tiny.toml"

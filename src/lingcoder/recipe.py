@@ -35,7 +35,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lingcoder.config import apply_overrides, from_dict, load_toml, stage_config_from_table
+from lingcoder.config import ConfigError, apply_overrides, from_dict, load_toml, stage_config_from_table
 from lingcoder.errors import LingcoderError
 from lingcoder.runfiles import complete_checkpoints, no_expert_usage_reason
 from lingcoder.train.config import pretrain_config_from_dict
@@ -99,8 +99,12 @@ def _tables(*names: str) -> Callable[[dict], Any]:
 def _curate_config(run: Run):
     from lingcoder.data.curate import CurateConfig
 
-    return stage_config_from_table(CurateConfig, run.data, "curate", out=str(run.dir / "curated"),
-                                   workers=run.workers, quiet=True, verbose=run.verbose)
+    config = stage_config_from_table(CurateConfig, run.data, "curate", out=str(run.dir / "curated"),
+                                     workers=run.workers, quiet=True, verbose=run.verbose)
+    if config.executor.kind == "slurm":  # submitted jobs would finish after the next stage starts
+        raise ConfigError("curate.executor.kind: the recipe needs curation done before tokenizing; use local or "
+                          "ray, or run `lingcoder curate --executor slurm` on its own")
+    return config
 
 
 def _curate(run: Run, resume: bool) -> list[Path]:
