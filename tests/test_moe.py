@@ -109,3 +109,47 @@ def test_aux_loss_free_bias_moves_load_toward_balance():
     end = moe(x[None])[1].tokens_per_expert
     assert end.max() < start.max()
     assert moe.gate.expert_bias[0] < moe.gate.expert_bias.mean()  # the overloaded expert was pushed down
+
+
+def test_aligned_token_groups_give_the_same_values_and_gradients():
+    moe = make_moe()
+    x = torch.randn(2, 9, 32, requires_grad=True)
+    grad_out = torch.randn(2, 9, 32)
+    results = []
+    for align in (1, 8, 16):
+        moe.experts.align = align
+        y, _ = moe(x)
+        (y * grad_out).sum().backward()
+        results.append((y.detach(), x.grad.clone(), moe.experts.down_proj.grad.clone()))
+        moe.zero_grad()
+        x.grad = None
+    for got in results[1:]:
+        for a, b in zip(got, results[0], strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_few_token_decode_path_reads_only_chosen_experts_and_matches_grouped():
+    moe = make_moe()
+    x = torch.randn(1, 3, 32)
+    with torch.no_grad():
+        decoded, counts = moe(x)  # three tokens without gradients: the gathered path
+    with torch.no_grad():
+        moe.experts.gate_proj[counts == 0] = float("nan")  # experts nobody chose are never read
+        again, _ = moe(x)
+    assert not again.isnan().any()
+    torch.testing.assert_close(decoded, again)
+    with torch.no_grad():
+        moe.experts.gate_proj.nan_to_num_(0.0)
+    grouped, _ = make_moe()(x)  # with gradients: the sorted grouped path, same seed and weights
+    torch.testing.assert_close(decoded, grouped.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_router_logits_stay_fp32_under_bf16_autocast():
+    moe = make_moe()
+    x = torch.randn(16, 32)
+    plain = moe.gate(x)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = moe.gate(x)[0]
+        y, _ = moe(x[None])
+    assert logits.dtype == torch.float32 and y.dtype == x.dtype
+    torch.testing.assert_close(logits, plain)
