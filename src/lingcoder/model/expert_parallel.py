@@ -107,20 +107,34 @@ def expert_shards(model) -> dict[str, ExpertParallel]:
     return found
 
 
-def gather_experts(state: dict, model, device: torch.device) -> dict:
-    """Full expert tensors in a model state dict or an optimiser state dict's `state` (keys = parameter
-    names), gathered from the EP group (a collective: every process calls it). Others pass through."""
+def gather_experts(state: dict, model, device: torch.device, optimizer=None) -> dict:
+    """`state` (a model state dict, or with `optimizer` its state dict's `state`; keys = parameter names)
+    with every expert tensor whole, gathered from the EP group. A collective every process calls in the
+    same order; the values come from the model and optimiser themselves, so a process whose `state` is
+    empty (e.g. not the one a CPU-offloaded full state dict is kept on) still takes its part."""
     shards = expert_shards(model)
-    out = {}
-    for key, value in state.items():
-        ep = shards.get(key)
-        if ep is None:
-            out[key] = value
-        elif isinstance(value, dict):  # an optimiser's per-parameter state
-            out[key] = {k: _gather(v, ep, device) if _is_expert_tensor(v, ep) else v for k, v in value.items()}
-        else:
-            out[key] = _gather(value, ep, device)
+    params = dict(model.named_parameters())
+    out = dict(state)
+    for key, ep in shards.items():
+        param = params[key]
+        if optimizer is None:
+            full = _gather(_whole(param.detach()), ep, device)
+            if key in out:
+                out[key] = full.to(out[key].device)
+            continue
+        per_param = optimizer.state.get(param, {})
+        for name in sorted(per_param):
+            value = per_param[name]
+            if isinstance(value, torch.Tensor) and value.ndim == 3:
+                full = _gather(_whole(value), ep, device)
+                if key in out:
+                    out[key] = {**out[key], name: full.to(out[key][name].device)}
     return out
+
+
+def _whole(t: torch.Tensor) -> torch.Tensor:
+    """This process's expert slice whole over the FSDP dimension (a collective when FSDP-sharded)."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
 def slice_experts(state: dict, model) -> dict:
@@ -136,10 +150,6 @@ def slice_experts(state: dict, model) -> dict:
         else:
             out[key] = _slice(value, ep)
     return out
-
-
-def _is_expert_tensor(v, ep: ExpertParallel) -> bool:
-    return isinstance(v, torch.Tensor) and v.ndim == 3 and v.shape[0] == ep.num_local
 
 
 def _is_full_expert_tensor(v, ep: ExpertParallel) -> bool:

@@ -60,7 +60,7 @@ def parallelize(model: torch.nn.Module, env: DistEnv, expert_parallel: int = 1) 
     consecutive ranks with FSDP2 over the rest (see the module docstring). One process: nothing to do."""
     if expert_parallel < 1 or env.world_size % expert_parallel:
         raise LingcoderError(f"expert_parallel={expert_parallel} must be >= 1 and divide the number of processes "
-                             f"({env.world_size})")
+                             f"({env.world_size}): launch with torchrun --nproc_per_node a multiple of it")
     if env.world_size == 1:
         return
     if expert_parallel > 1:
