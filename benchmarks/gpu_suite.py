@@ -151,7 +151,7 @@ def bench_block(s: Shapes, timer: Timer, device, dtype, results: dict, figures: 
         shared = moe.shared_experts
         moe.shared_experts = None  # routed experts + router only: the dense twin has the routed FLOPs
         t = timer.side_by_side({
-            "moe": lambda: moe(x[None])[0].backward(grad[None]),
+            "moe": lambda: moe(x[None]).hidden.backward(grad[None]),
             "dense": lambda: F.linear(F.silu(F.linear(x, dense[0])) * F.linear(x, dense[1]), dense[2]).backward(grad),
             "loop": lambda: loop_oracle(moe, x).backward(grad),
         }, s.repeats)

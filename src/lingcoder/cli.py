@@ -103,7 +103,7 @@ def generate_cmd(
     dtype: str | None = typer.Option(None, help="float32, bfloat16, ... (default: as stored)."),
 ) -> None:
     """Generate completions from a checkpoint with a KV cache."""
-    from lingcoder.serve.generate import generate, load_for_generation
+    from lingcoder.generation.generate import generate, load_for_generation
 
     lm, tokenizer = load_for_generation(model, device=device, dtype=dtype)
     stop = [s.encode().decode("unicode_escape") for s in stop]  # let users type --stop '\n\n'
@@ -226,7 +226,7 @@ def pretrain_cmd(
     """Pretrain through the config's phases; run under torchrun for FSDP2 across processes."""
     from lingcoder.train.config import load_pretrain_config
     from lingcoder.train.distributed import shutdown
-    from lingcoder.train.loop import pretrain
+    from lingcoder.train.pretrain import pretrain
 
     try:
         pretrain(load_pretrain_config(config, set_), resume=resume)

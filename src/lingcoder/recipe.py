@@ -140,7 +140,7 @@ def _tokenize(run: Run, resume: bool) -> list[Path]:
 
 def _pretrain(run: Run, resume: bool) -> list[Path]:
     from lingcoder.train.config import load_pretrain_config
-    from lingcoder.train.loop import pretrain
+    from lingcoder.train.pretrain import pretrain
 
     out = run.dir / "pretrain"
     config = load_pretrain_config(run.config_path, [*run.overrides, f'data.tokens="{run.dir / "tokens"}"',

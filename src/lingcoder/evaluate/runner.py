@@ -30,13 +30,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lingcoder.errors import LingcoderError
 from lingcoder.evaluate import results as results_io
-from lingcoder.evaluate.backends import GenerationSettings, make_backend
+from lingcoder.evaluate.backends import make_backend
 from lingcoder.evaluate.benchmarks import Benchmark, Problem, load_benchmark
 from lingcoder.evaluate.execution import Verdict, run_program
 from lingcoder.evaluate.generation import generate_samples
 from lingcoder.evaluate.languages import get_language, toolchain
 from lingcoder.evaluate.samples import Sample, read_samples
 from lingcoder.evaluate.sandbox import Sandbox
+from lingcoder.generation.sampling import SamplingParams
 
 REFERENCE_TIMES = "reference_times.json"
 GENERATION = "generation.json"  # how DIR/samples.jsonl was generated (backend, model, mode, settings)
@@ -96,7 +97,7 @@ def run_eval(
         bench = load_benchmark(benchmark, benchmark_file)
         if tasks:
             bench = bench.subset(tasks)
-        settings = GenerationSettings(
+        settings = SamplingParams(
             n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=tuple(stop or ())
         )
         samples = out_dir / "samples.jsonl"

@@ -54,7 +54,7 @@ class StaticDecodeStep(nn.Module):
             h_B1D = x_B1D + self._attention(layer.attention, layer.input_layernorm(x_B1D), cos, sin, mask_B11S,
                                             keys, values, slot)
             out = layer.mlp(layer.post_attention_layernorm(h_B1D))
-            x_B1D = h_B1D + (out[0] if isinstance(out, tuple) else out)
+            x_B1D = h_B1D + out.hidden
         hidden_BD = self.model.model.norm(x_B1D)[:, -1]
         return F.linear(hidden_BD, self.head_weight)
 

@@ -19,8 +19,8 @@ import torch
 from lingcoder.data.fim import document_rng
 from lingcoder.data.shards import TokenIndex
 from lingcoder.errors import LingcoderError
+from lingcoder.generation.generate import load_for_generation
 from lingcoder.report.run_files import read_parquet_rows
-from lingcoder.serve.generate import load_for_generation
 
 CACHE_FILE = "expert_usage.json"
 
