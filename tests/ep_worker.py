@@ -6,7 +6,8 @@ same model whole in this process, on each process's share of one global batch.
 Checks, for random routing (uneven splits) and for routing steered so that some experts and a whole
 process receive no tokens: each process's loss, the gradients of every parameter (expert slices against
 the matching rows of the whole model's), the clipped gradient norm, one AdamW step, and the gathered
-full state dict. Prints "ok <case>" per passed case; any mismatch raises.
+full state dict, and that state (model and optimiser) loaded into a fresh sharded model continuing
+identically. Prints "ok <case>" per passed case; any mismatch raises.
 """
 
 import copy
@@ -15,11 +16,17 @@ import sys
 
 import torch
 import torch.distributed as dist
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
 from lingcoder.model import BailingMoeForCausalLM
 from lingcoder.model.config import BailingMoeConfig
-from lingcoder.model.expert_parallel import expert_shards, gather_experts
+from lingcoder.model.expert_parallel import expert_shards, gather_experts, slice_experts
 from lingcoder.train.distributed import clip_grad_norm, init_distributed, parallelize
 
 TOL = {"atol": 2e-5, "rtol": 1e-4}
@@ -71,17 +78,38 @@ def check_case(name: str, reference: BailingMoeForCausalLM, expert_parallel: int
     norm = clip_grad_norm(list(model.parameters()), 0.05)
     ref_norm = torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.05)
     torch.testing.assert_close(norm, ref_norm, **TOL)
-    for opt_model in (model, reference):
-        opt = torch.optim.AdamW(opt_model.parameters(), lr=1e-2)
-        opt.step()
-        opt_model.zero_grad(set_to_none=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    ref_opt = torch.optim.AdamW(reference.parameters(), lr=1e-2)
+    for run_model, run_opt in ((model, opt), (reference, ref_opt)):
+        run_opt.step()
+        run_model.zero_grad(set_to_none=True)
     with torch.no_grad():
         torch.testing.assert_close(model(mine, labels=mine).loss, reference(mine, labels=mine).loss, **TOL)
 
-    state = gather_experts(get_model_state_dict(model, options=StateDictOptions(full_state_dict=True)), model,
-                           env.device)
+    whole = StateDictOptions(full_state_dict=True)
+    state = gather_experts(get_model_state_dict(model, options=whole), model, env.device)
     for key, tensor in reference.state_dict().items():
         torch.testing.assert_close(state[key], tensor, **TOL, msg=f"{name}: gathered {key}")
+    optim = get_optimizer_state_dict(model, opt, options=whole)
+    optim["state"] = gather_experts(optim["state"], model, env.device, opt)
+
+    # Both whole states, sliced into a fresh sharded model and optimiser, give back the same whole states.
+    fresh = copy.deepcopy(reference)
+    parallelize(fresh, env, expert_parallel)
+    fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=1e-2)
+    set_model_state_dict(fresh, slice_experts(state, fresh), options=whole)
+    set_optimizer_state_dict(fresh, fresh_opt, {**optim, "state": slice_experts(optim["state"], fresh)},
+                             options=whole)
+    again = gather_experts(get_model_state_dict(fresh, options=whole), fresh, env.device)
+    again_optim = get_optimizer_state_dict(fresh, fresh_opt, options=whole)
+    again_optim = gather_experts(again_optim["state"], fresh, env.device, fresh_opt)
+    for key, tensor in state.items():
+        torch.testing.assert_close(again[key], tensor, atol=0, rtol=0, msg=f"{name}: reloaded {key}")
+    for key, per_param in optim["state"].items():
+        for k, value in per_param.items():
+            torch.testing.assert_close(again_optim[key][k], value, atol=0, rtol=0, msg=f"{name}: reloaded {key} {k}")
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(mine, labels=mine).loss, model(mine, labels=mine).loss, atol=0, rtol=0)
     print(f"ok {name} rank {rank}", flush=True)
 
 
