@@ -67,7 +67,7 @@ def test_left_padding_is_masked_out():
 def test_compiled_step_is_one_graph_for_every_token():
     torch._dynamo.reset()
     model = micro_model(seed=2)
-    prompt = torch.randint(0, 97, (1, 4))
+    prompt = torch.randint(0, 97, (6, 4))  # more sequences than the eager forward gathers experts for
     want, _ = eager_greedy(model, prompt, 5)
     torch._dynamo.utils.counters.clear()
     got = greedy_decode(model, prompt, 5, compile=True, backend="aot_eager")  # fullgraph: a break would raise

@@ -115,12 +115,16 @@ class GroupedExperts(nn.Module):
         self.expert_parallel = None  # an `ExpertParallel` when the experts are sharded over processes
         self.align: int | None = None  # rows per group multiple; None: what the device's kernel wants
 
-    def forward(self, x_TD: torch.Tensor, topk_idx_TK: torch.Tensor, topk_w_TK: torch.Tensor):
-        """Weighted sum over each token's K experts, [T, D]; also the per-expert token counts [E]."""
+    def forward(self, x_TD: torch.Tensor, topk_idx_TK: torch.Tensor, topk_w_TK: torch.Tensor,
+                gathered: bool | None = None):
+        """Weighted sum over each token's K experts, [T, D]; also the per-expert token counts [E].
+        `gathered`: force the gathered-experts path (True) or the grouped one (False); None decides by size."""
         counts_E = expert_counts(topk_idx_TK, self.num_experts)
+        if gathered is None:
+            gathered = x_TD.shape[0] <= DECODE_MAX_TOKENS and not torch.is_grad_enabled()
         if self.expert_parallel is not None:
             y_TD = self.expert_parallel(self, x_TD, topk_idx_TK, topk_w_TK)
-        elif x_TD.shape[0] <= DECODE_MAX_TOKENS and not torch.is_grad_enabled():
+        elif gathered:
             y_TD = gathered_swiglu(x_TD, topk_idx_TK, topk_w_TK, self.gate_proj, self.up_proj, self.down_proj)
         else:
             y_TD = self.sorted_swiglu(x_TD, topk_idx_TK, topk_w_TK, counts_E)
@@ -189,7 +193,8 @@ def grouped_swiglu(x_ND, w_gate_EFD, w_up_EFD, w_down_EDF, offsets_E):
 def gathered_swiglu(x_TD, topk_idx_TK, topk_w_TK, w_gate_EFD, w_up_EFD, w_down_EDF):
     """Few tokens: gather each token's K experts' weights (only those are read) and run them batched.
     Static shapes throughout, so a compiled decode step captures it whole."""
-    dtype = compute_dtype(x_TD)
+    device = x_TD.device.type  # plain matmuls: any dtype, autocast's when it is on
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x_TD.dtype
     x_TD = x_TD.to(dtype)
     gate_TKFD, up_TKFD, down_TKDF = (w[topk_idx_TK].to(dtype) for w in (w_gate_EFD, w_up_EFD, w_down_EDF))
     h_TKF = F.silu(torch.einsum("tkfd,td->tkf", gate_TKFD, x_TD)) * torch.einsum("tkfd,td->tkf", up_TKFD, x_TD)

@@ -3,9 +3,10 @@
 The eager forward with a `KVCache` changes shape every token (keys grow, the cache length is a Python
 int), so a compiled version recompiles and cannot be captured as a graph. `StaticDecodeStep` runs one
 new token per sequence against the whole preallocated cache instead: the write position is a tensor,
-attention covers all `max_len` slots under a mask, and the MoE takes its gathered-experts path (only
-the chosen experts are read). Its inputs and outputs keep the same shapes and addresses every step,
-which is what CUDA graphs need; the cache tensors are the module's buffers, updated in place.
+attention covers all `max_len` slots under a mask, and the MoE always takes its gathered-experts path
+(only the chosen experts are read; at any batch size, so the graph stays whole). Its inputs and outputs
+keep the same shapes and addresses every step, which is what CUDA graphs need; the cache tensors are the
+module's buffers, updated in place.
 
     cache = KVCache(config, batch, max_len, device, dtype)
     logits = model(prompt, cache=cache).logits                       # prefill, eager
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lingcoder.model.attention import KVCache, apply_rope, rope_cos_sin
+from lingcoder.model.moe import MoE
 from lingcoder.model.transformer import BailingMoeForCausalLM
 
 
@@ -53,8 +55,7 @@ class StaticDecodeStep(nn.Module):
             keys, values = getattr(self, f"keys_{i}"), getattr(self, f"values_{i}")
             h_B1D = x_B1D + self._attention(layer.attention, layer.input_layernorm(x_B1D), cos, sin, mask_B11S,
                                             keys, values, slot)
-            out = layer.mlp(layer.post_attention_layernorm(h_B1D))
-            x_B1D = h_B1D + out.hidden
+            x_B1D = h_B1D + feed_forward(layer.mlp, layer.post_attention_layernorm(h_B1D))
         hidden_BD = self.model.model.norm(x_B1D)[:, -1]
         return F.linear(hidden_BD, self.head_weight)
 
@@ -69,6 +70,18 @@ class StaticDecodeStep(nn.Module):
         out_BH1Dh = F.scaled_dot_product_attention(q, keys_BGSDh, values_BGSDh, attn_mask=mask_B11S,
                                                    enable_gqa=attn.n_kv_heads != attn.n_heads)
         return attn.dense(out_BH1Dh.transpose(1, 2).reshape(B, 1, attn.n_heads * attn.head_dim))
+
+
+def feed_forward(mlp, x_B1D: torch.Tensor) -> torch.Tensor:
+    """The layer's feed-forward; a MoE always on its gathered-experts path (static shapes at any batch)."""
+    if not isinstance(mlp, MoE):
+        return mlp(x_B1D).hidden
+    x_TD = x_B1D.reshape(-1, x_B1D.shape[-1])
+    routing = mlp.gate(x_TD)
+    y_TD, _ = mlp.experts(x_TD, routing.expert_idx_TK, routing.weights_TK, gathered=True)
+    if mlp.shared_experts is not None:
+        y_TD = y_TD + mlp.shared_experts(x_TD).hidden
+    return y_TD.view_as(x_B1D)
 
 
 @torch.no_grad()
