@@ -1,5 +1,6 @@
-"""The static-shape decode step against the eager KV-cache forward, captured whole by torch.compile without
-recompiling per token; activation checkpointing against plain backward."""
+"""What the GPU paths need, against the eager path on CPU: the static-shape decode step against the eager
+KV-cache forward (captured whole by torch.compile without recompiling per token), activation checkpointing
+against plain backward, and bf16 autocast over fp32 master weights with an fp32 router."""
 
 import torch
 
@@ -88,3 +89,25 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients():
     torch.testing.assert_close(results[1][0], results[0][0])
     for name, grad in results[0][1].items():
         torch.testing.assert_close(results[1][1][name], grad, msg=name)
+
+
+def test_bf16_autocast_keeps_fp32_master_weights_gradients_and_router():
+    model = micro_model(seed=4).train()
+    ids = torch.randint(0, 97, (2, 16))
+    fp32 = model(ids, labels=ids)
+    fp32.loss.backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    logits = []
+    hook = model.model.layers[0].mlp.gate.register_forward_hook(lambda m, i, out: logits.append(out.logits_TE))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = model(ids, labels=ids)
+    hook.remove()
+    bf16.loss.backward()
+    assert logits[0].dtype == torch.float32
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.parameters())
+    torch.testing.assert_close(bf16.loss, fp32.loss, atol=3e-2, rtol=1e-2)
+    cosine = torch.nn.functional.cosine_similarity(
+        torch.cat([p.grad.flatten() for p in model.parameters()]), torch.cat([g.flatten() for g in want.values()]),
+        dim=0)
+    assert cosine > 0.99
