@@ -18,8 +18,8 @@ def test_smoke_run_measures_every_figure(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "suite.json").read_text())
     figures = report["figures"]
-    expected = {"P1", "P1_loop", "P2", "P2_compiled", "P3", "P3_compiled", "T_compile", "T_checkpointing",
-                "T_compile+checkpointing", "P4", "P5"}
+    expected = {"P1", "P1_loop", "P2", "P2_gathered_eager", "P2_grouped_eager", "P3", "P3_compiled", "T_compile",
+                "T_checkpointing", "T_compile+checkpointing", "P4", "P5"}
     assert set(figures) == expected
     for key, row in figures.items():
         assert row["ratio"] is not None and math.isfinite(row["ratio"]) and row["ratio"] > 0, key
