@@ -1,4 +1,5 @@
-"""The package's layering, read from the source with `ast` (every import, module level or inside a function).
+"""The package's layering, read from the source with `ast` (every import, module level or inside a function;
+not those under `if TYPE_CHECKING:`, which never run).
 
 Rules enforced here:
 
@@ -12,9 +13,9 @@ Rules enforced here:
    (`data.tokenizer`) and the shared modules; its sampling settings and chat template reach no torch
    module, so an HTTP client of an OpenAI-compatible endpoint runs without torch.
 
-Not enforced yet: "the report imports no torch module". Today the report reads training files through
-`train.metrics`/`train.state` and computes expert usage with the model itself; that rule joins this
-list when the report reads only files.
+5. The report (`lingcoder.report`) and the run-file readers it shares with training (`lingcoder.runfiles`)
+   reach no torch module through any chain of imports: building the page only reads files. (Names that
+   `lingcoder.model` loads lazily are invisible here; `test_report` builds a page with torch unimportable.)
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def imports(module: str) -> frozenset[str]:
     path = modules()[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in walk_run_time(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -58,6 +59,18 @@ def imports(module: str) -> frozenset[str]:
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules())
     return frozenset(names)
+
+
+def walk_run_time(tree: ast.AST):
+    """`ast.walk` without the bodies of `if TYPE_CHECKING:` blocks."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            stack.extend(node.orelse)
+        else:
+            stack.extend(ast.iter_child_nodes(node))
 
 
 def lingcoder_imports(module: str) -> set[str]:
@@ -90,7 +103,8 @@ def test_the_walk_sees_imports_at_module_level_and_inside_functions():
     assert "lingcoder.model.checkpoint" in lingcoder_imports("lingcoder.model.transformer")  # inside a method
     assert "lingcoder.model.config" in lingcoder_imports("lingcoder.model.transformer")
     assert reaches_torch("lingcoder.model.config") == []
-    assert reaches_torch("lingcoder.model")[-1] == "torch"
+    assert reaches_torch("lingcoder.model.transformer")[-1] == "torch"
+    assert "lingcoder.model.transformer" not in lingcoder_imports("lingcoder.model")  # under TYPE_CHECKING only
 
 
 def test_shared_modules_import_no_stage():
@@ -121,3 +135,9 @@ def test_generation_sits_below_the_stages_that_use_it():
             assert outside <= {"lingcoder.data"}, f"{module} imports {sorted(outside - {'lingcoder.data'})}"
     for module in ("lingcoder.generation.sampling", "lingcoder.generation.chat_template"):
         assert reaches_torch(module) == [], " -> ".join(reaches_torch(module))
+
+
+def test_the_report_and_run_files_reach_no_torch():
+    for module in modules():
+        if in_package(module, "lingcoder.report") or module == "lingcoder.runfiles":
+            assert reaches_torch(module) == [], " -> ".join(reaches_torch(module))

@@ -16,10 +16,10 @@ from lingcoder.errors import LingcoderError
 from lingcoder.generation.chat_template import ChatTemplate
 from lingcoder.generation.generate import generate, load_for_generation
 from lingcoder.model import BailingMoeForCausalLM
+from lingcoder.runfiles import read_metrics
 from lingcoder.train.chat import ChatRenderer, conversation
 from lingcoder.train.config import load_pretrain_config
 from lingcoder.train.dpo import load_dpo_config
-from lingcoder.train.metrics import read_metrics
 from lingcoder.train.packing import packed_batch
 from lingcoder.train.records import read_examples
 from lingcoder.train.sft import SFTObjective, load_sft_config, sft

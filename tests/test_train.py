@@ -15,9 +15,9 @@ import torch
 from lingcoder.data.shards import TokenIndex
 from lingcoder.errors import LingcoderError
 from lingcoder.generation.generate import generate, load_for_generation
+from lingcoder.runfiles import read_metrics
 from lingcoder.train.config import load_pretrain_config
 from lingcoder.train.data import MixtureSampler
-from lingcoder.train.metrics import read_metrics
 from lingcoder.train.pretrain import pretrain
 from lingcoder.train.schedules import ScheduleConfig, learning_rate
 

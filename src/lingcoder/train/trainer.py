@@ -17,11 +17,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from lingcoder.errors import LingcoderError
 from lingcoder.model import BailingMoeConfig, BailingMoeForCausalLM, count_parameters
+from lingcoder.runfiles import complete_checkpoints
 from lingcoder.train.config import TrainConfig
 from lingcoder.train.distributed import DistEnv, all_reduce, clip_grad_norm, parallelize
 from lingcoder.train.metrics import MetricsSink
 from lingcoder.train.state import (
-    complete_checkpoints,
     load_training_checkpoint,
     remove_partial_checkpoints,
     save_training_checkpoint,
