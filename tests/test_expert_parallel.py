@@ -73,7 +73,7 @@ def test_pretraining_under_expert_parallelism_saves_hf_checkpoints_and_resumes_e
     from safetensors import safe_open
 
     from lingcoder.model import BailingMoeForCausalLM
-    from lingcoder.train.metrics import read_metrics
+    from lingcoder.runfiles import read_metrics
 
     from .conftest import MICRO_MODEL_TABLE
 
