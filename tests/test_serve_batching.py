@@ -12,7 +12,7 @@ from lingcoder.model import BailingMoeForCausalLM
 from lingcoder.serve.batch_cache import INITIAL_COLUMNS
 from lingcoder.serve.engine import Engine, GenerationRequest
 from lingcoder.serve.generate import SamplingParams, generate_ids
-from lingcoder.serve.packed import PackedExperts, PackedLinear, pack_for_serving, packing_applies
+from lingcoder.serve.packed import PackedExperts, PackedLinear, PackedMLP, pack_for_serving, packing_applies
 
 from .conftest import embedded_text, micro_config
 
@@ -81,6 +81,7 @@ def test_packed_bf16_weights_give_the_same_logits_and_tokens(tokenizer):
     assert not any(type(m) is torch.nn.Linear for m in packed.modules())
     assert any(isinstance(m, PackedLinear) for m in packed.modules())
     assert any(isinstance(m, PackedExperts) for m in packed.modules())
+    assert any(isinstance(m, PackedMLP) for m in packed.modules())
     ids = torch.randint(1, tokenizer.get_vocab_size(), (3, 17))
     with torch.inference_mode():
         assert torch.equal(packed(ids).logits, model(ids).logits)

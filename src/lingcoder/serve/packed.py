@@ -2,9 +2,10 @@
 
 On CPU a bf16 `F.linear` (and each GEMM inside `torch._grouped_mm`) reorders its weight into oneDNN's
 blocked layout on every call; for the few rows of a decode step that reorder costs more than the GEMM.
-`pack_for_serving(model)` swaps, in place, every bf16 `nn.Linear` (the head included, with NormHead's
-normalised weight) for a `PackedLinear` and every `GroupedExperts` for `PackedExperts`, whose weights are
-reordered once at load time. The GEMMs are oneDNN's either way, so the logits are the same; the model
+`pack_for_serving(model)` swaps, in place, every bf16 SwiGLU `MLP` for a `PackedMLP`, every other
+`nn.Linear` (the head included, with NormHead's normalised weight) for a `PackedLinear` and every
+`GroupedExperts` for `PackedExperts`, whose weights are reordered once at load time; a SwiGLU's gate and
+up projections become one GEMM. The GEMMs are oneDNN's either way, so the logits are the same; the model
 then serves inference only (no gradients, no `state_dict` round trip). Elsewhere (fp32, CUDA, a torch
 without oneDNN bf16) it is left as it is.
 """
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lingcoder.model.moe import GroupedExperts
+from lingcoder.model.moe import MLP, GroupedExperts
 from lingcoder.model.transformer import NormHead
 
 
@@ -29,17 +30,23 @@ def packing_applies(model: nn.Module) -> bool:
 @torch.no_grad()
 def pack_for_serving(model: nn.Module) -> nn.Module:
     """Pack `model`'s bf16 CPU linears and experts in place (see the module docstring); returns `model`."""
-    if not packing_applies(model):
-        return model
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, NormHead):
-                setattr(parent, name, PackedLinear(child.normalized_weight(), None))
-            elif isinstance(child, nn.Linear):
-                setattr(parent, name, PackedLinear(child.weight, child.bias))
-            elif isinstance(child, GroupedExperts):
-                setattr(parent, name, PackedExperts(child))
+    if packing_applies(model):
+        _pack_children(model)
     return model
+
+
+def _pack_children(parent: nn.Module) -> None:
+    for name, child in parent.named_children():
+        if isinstance(child, MLP):
+            setattr(parent, name, PackedMLP(child))
+        elif isinstance(child, NormHead):
+            setattr(parent, name, PackedLinear(child.normalized_weight(), None))
+        elif isinstance(child, nn.Linear):
+            setattr(parent, name, PackedLinear(child.weight, child.bias))
+        elif isinstance(child, GroupedExperts):
+            setattr(parent, name, PackedExperts(child))
+        else:
+            _pack_children(child)
 
 
 def _pack(weight_OI: torch.Tensor) -> torch.Tensor:
@@ -65,6 +72,24 @@ class PackedLinear(nn.Module):
         return _linear(x.reshape(-1, self.in_features), self.packed, self.bias).view(*x.shape[:-1], -1)
 
 
+def _swiglu(x: torch.Tensor, gate_up: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
+    """`down(silu(gate(x)) * up(x))` with gate and up stacked in one packed weight (one GEMM, not two)."""
+    gate, up = _linear(x, gate_up, None).chunk(2, dim=-1)
+    return _linear(F.silu(gate) * up, down, None)
+
+
+class PackedMLP(nn.Module):
+    """A SwiGLU `MLP` (dense layers, shared experts) with gate and up in one packed weight."""
+
+    def __init__(self, mlp: MLP):
+        super().__init__()
+        self.gate_up = _pack(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
+        self.down = _pack(mlp.down_proj.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _swiglu(x.reshape(-1, x.shape[-1]), self.gate_up, self.down).view_as(x)
+
+
 class PackedExperts(nn.Module):
     """`GroupedExperts` for serving: each expert that received token copies runs its three packed GEMMs.
 
@@ -75,8 +100,8 @@ class PackedExperts(nn.Module):
     def __init__(self, experts: GroupedExperts):
         super().__init__()
         self.num_experts = experts.gate_proj.shape[0]
-        self.gate = [_pack(w) for w in experts.gate_proj]
-        self.up = [_pack(w) for w in experts.up_proj]
+        self.gate_up = [_pack(torch.cat([gate, up])) for gate, up in zip(experts.gate_proj, experts.up_proj,
+                                                                          strict=True)]
         self.down = [_pack(w) for w in experts.down_proj]
 
     def forward(self, x_TD: torch.Tensor, topk_idx_TK: torch.Tensor, topk_w_TK: torch.Tensor):
@@ -90,9 +115,7 @@ class PackedExperts(nn.Module):
         outputs, start = [], 0
         for expert, count in enumerate(counts_E.tolist()):
             if count:
-                rows = x_ND[start : start + count]
-                hidden = F.silu(_linear(rows, self.gate[expert], None)) * _linear(rows, self.up[expert], None)
-                outputs.append(_linear(hidden, self.down[expert], None))
+                outputs.append(_swiglu(x_ND[start : start + count], self.gate_up[expert], self.down[expert]))
                 start += count
         weighted_ND = torch.cat(outputs).float() * topk_w_TK.reshape(-1)[order_N, None]
         y_TD = torch.zeros(x_TD.shape, device=x_TD.device, dtype=torch.float32)
