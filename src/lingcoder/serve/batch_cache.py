@@ -77,7 +77,7 @@ class BatchKVCache(KVCache):
                            max(self.columns, 2 * columns) if columns > self.columns else self.columns)
         if needed + WINDOW_ALIGN > self.end:  # not enough free columns on the left: shift everyone right
             self._shift_to(_round_up(needed, WINDOW_ALIGN) + WINDOW_ALIGN)
-        slot = self.rows
+        slot, lengths = self.rows, []
         for j, (length, copies) in enumerate(zip(real, repeats, strict=True)):
             for _ in range(copies):
                 self.mask[slot].zero_()
@@ -86,8 +86,9 @@ class BatchKVCache(KVCache):
                     for layer in range(self.layers):
                         store[layer][slot, :, self.end - length : self.end] = \
                             added[layer][j, :, prefill.length - length : prefill.length]
-                self.lengths.append(length)
+                lengths.append(length)
                 slot += 1
+        self.lengths += lengths  # only now: a failed copy leaves the running rows as they were
 
     def keep(self, rows: list[int]) -> None:
         """Keep only `rows` (ascending), moved down to slots 0..len(rows)-1."""
