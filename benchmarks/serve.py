@@ -11,8 +11,9 @@ in a temporary directory (random weights decode as fast as trained ones).
 
 vLLM runs from its own environment: --vllm-python, else $LINGCODER_VLLM_PYTHON, else `.venv-vllm`
 (`make vllm-env`); --no-vllm measures lingcoder alone. vLLM's CPU default binds its threads to all cores
-but one (one thread on a 2-core machine); here it gets --threads unbound OpenMP threads, as lingcoder does. --compare-src DIR adds a server running the
-lingcoder sources in DIR (e.g. a worktree of main) to measure a change against the code before it.
+but one (one thread on a 2-core machine); here it gets --threads unbound OpenMP threads, as lingcoder
+does. --compare-src DIR adds a server running the lingcoder sources in DIR (e.g. a worktree of main) to
+measure a change against the code before it.
 
     python benchmarks/serve.py                                  # small bf16, 2 threads, lingcoder vs vLLM
     python benchmarks/serve.py --no-vllm --compare-src ../main  # this tree vs main's engine
