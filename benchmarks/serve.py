@@ -36,7 +36,7 @@ from pathlib import Path
 import httpx
 import torch
 
-from lingcoder.data.tokenizer import train_tokenizer
+from lingcoder.data.tokenizer import save_tokenizer, train_tokenizer
 from lingcoder.errors import LingcoderError
 from lingcoder.model import BailingMoeConfig, BailingMoeForCausalLM
 
@@ -56,7 +56,8 @@ def random_checkpoint(directory: Path, preset: str, dtype: str) -> Path:
     torch.manual_seed(0)
     config = BailingMoeConfig.preset(preset, vocab_size=tokenizer.get_vocab_size(), torch_dtype=dtype)
     model = BailingMoeForCausalLM(config).to(getattr(torch, dtype))
-    model.save_pretrained(directory / f"{preset}-random", tokenizer=tokenizer)
+    model.save_pretrained(directory / f"{preset}-random")
+    save_tokenizer(tokenizer, directory / f"{preset}-random", model_max_length=config.max_position_embeddings)
     return directory / f"{preset}-random"
 
 

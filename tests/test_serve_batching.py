@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from lingcoder.data.tokenizer import train_tokenizer
+from lingcoder.generation.generate import generate_ids
+from lingcoder.generation.sampling import SamplingParams
 from lingcoder.model import BailingMoeForCausalLM
 from lingcoder.serve.batch_cache import INITIAL_COLUMNS
 from lingcoder.serve.engine import Engine, GenerationRequest
-from lingcoder.serve.generate import SamplingParams, generate_ids
 from lingcoder.serve.packed import PackedExperts, PackedLinear, PackedMLP, pack_for_serving, packing_applies
 
 from .conftest import embedded_text, micro_config

@@ -127,7 +127,7 @@ def generate_cmd(
     set_: Annotated[list[str] | None, _set_option("generate", "temperature=0.8")] = None,
 ) -> None:
     """Generate completions from a checkpoint with a KV cache."""
-    from lingcoder.serve.generate import GenerateConfig, generate_from_config
+    from lingcoder.generation.generate import GenerateConfig, generate_from_config
 
     stop = [s.encode().decode("unicode_escape") for s in stop or []]  # let users type --stop '\n\n'
     cfg = _stage_config(GenerateConfig, "generate", config, set_, model=model, prompts=prompt,
@@ -280,7 +280,7 @@ def pretrain_cmd(
     """Pretrain through the config's phases; run under torchrun for FSDP2 across processes."""
     from lingcoder.train.config import load_pretrain_config
     from lingcoder.train.distributed import shutdown
-    from lingcoder.train.loop import pretrain
+    from lingcoder.train.pretrain import pretrain
 
     try:
         pretrain(load_pretrain_config(config, set_ or []), resume=resume)
@@ -358,9 +358,16 @@ def eval_command(
     out: Annotated[str | None, typer.Option(help="Output directory: results.jsonl, summary.json (resumable).")]
     = None,
     samples: Annotated[str | None, typer.Option(help="Samples JSONL (task_id, completion) to judge.")] = None,
-    benchmark: Annotated[str | None, typer.Option(help="humaneval, humaneval+, mbpp, mbpp+, multipl-e, mbxp.")]
+    benchmark: Annotated[list[str] | None, typer.Option(
+        help="Benchmark (repeatable): humaneval, humaneval+, mbpp, mbpp+, multipl-e, mbxp, livecodebench, "
+             "bigcodebench-complete, bigcodebench-instruct, cruxeval-i, cruxeval-o, humanevalfix, ds-1000, spider, "
+             "humaneval-infill-single, humaneval-infill-multi, humaneval-infill-random.")] = None,
+    benchmark_file: Annotated[list[str] | None, typer.Option(
+        help="Local benchmark file (all but humaneval); repeatable, one per benchmark, or NAME=PATH.")] = None,
+    since: Annotated[str | None, typer.Option(help="LiveCodeBench: contests on or after this date (YYYY-MM-DD).")]
     = None,
-    benchmark_file: Annotated[str | None, typer.Option(help="Local benchmark file (all but humaneval).")] = None,
+    until: Annotated[str | None, typer.Option(help="LiveCodeBench: contests on or before this date.")] = None,
+    fim_mode: Annotated[str | None, typer.Option(help="HumanEval-infilling prompt order: psm or spm.")] = None,
     backend: Annotated[str | None, typer.Option(help="Generate samples first: checkpoint, hf, openai.")] = None,
     model: Annotated[str | None, typer.Option(help="Checkpoint dir, HF model, or endpoint model name.")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://h:8000/v1.")] = None,
@@ -397,12 +404,29 @@ def eval_command(
         except ValueError:
             raise LingcoderError(f"--k {k!r}: expected comma-separated integers, e.g. 1,10") from None
     run_eval(_stage_config(
-        EvalConfig, "eval", config, set_, out=out, samples=samples, benchmark=benchmark, benchmark_file=benchmark_file,
-        backend=backend, model=model, base_url=base_url, device=device, mode=mode, n=n, temperature=temperature,
-        top_p=top_p, max_tokens=max_tokens, stop=stop, tasks=task, limit=limit, k=ks, workers=workers,
-        timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor, use_namespaces=namespaces,
-        progress=progress,
+        EvalConfig, "eval", config, set_, out=out, samples=samples, benchmark=_one_or_list(benchmark),
+        benchmark_file=_one_or_list(benchmark_file), since=_day(since, "--since"), until=_day(until, "--until"),
+        fim_mode=fim_mode, backend=backend, model=model, base_url=base_url, device=device, mode=mode, n=n,
+        temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop, tasks=task, limit=limit, k=ks,
+        workers=workers, timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor,
+        use_namespaces=namespaces, progress=progress,
     ))
+
+
+def _one_or_list(values: list[str] | None) -> str | list[str] | None:
+    """A repeatable flag given once is a plain value (as the config file would say it)."""
+    return values[0] if values and len(values) == 1 else values
+
+
+def _day(text: str | None, flag: str):
+    import datetime
+
+    if text is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise LingcoderError(f"{flag} {text!r}: expected a date as YYYY-MM-DD") from None
 
 
 # -- report ----------------------------------------------------------------------------------------

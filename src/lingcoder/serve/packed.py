@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lingcoder.model.moe import MLP, GroupedExperts
+from lingcoder.model.moe import MLP, FeedForwardOutput, GroupedExperts
 from lingcoder.model.transformer import NormHead
 
 
@@ -86,8 +86,8 @@ class PackedMLP(nn.Module):
         self.gate_up = _pack(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
         self.down = _pack(mlp.down_proj.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _swiglu(x.reshape(-1, x.shape[-1]), self.gate_up, self.down).view_as(x)
+    def forward(self, x: torch.Tensor) -> FeedForwardOutput:
+        return FeedForwardOutput(_swiglu(x.reshape(-1, x.shape[-1]), self.gate_up, self.down).view_as(x))
 
 
 class PackedExperts(nn.Module):
