@@ -43,7 +43,7 @@ def _pack_children(parent: nn.Module) -> None:
             setattr(parent, name, PackedLinear(child.normalized_weight(), None))
         elif isinstance(child, nn.Linear):
             setattr(parent, name, PackedLinear(child.weight, child.bias))
-        elif isinstance(child, GroupedExperts):
+        elif isinstance(child, GroupedExperts) and child.expert_parallel is None:
             setattr(parent, name, PackedExperts(child))
         else:
             _pack_children(child)
@@ -104,8 +104,10 @@ class PackedExperts(nn.Module):
                                                                           strict=True)]
         self.down = [_pack(w) for w in experts.down_proj]
 
-    def forward(self, x_TD: torch.Tensor, topk_idx_TK: torch.Tensor, topk_w_TK: torch.Tensor):
-        """Weighted sum over each token's K experts, [T, D]; also the per-expert token counts [E]."""
+    def forward(self, x_TD: torch.Tensor, topk_idx_TK: torch.Tensor, topk_w_TK: torch.Tensor,
+                gathered: bool = False):
+        """Weighted sum over each token's K experts, [T, D]; also the per-expert token counts [E].
+        (`gathered` is accepted for `GroupedExperts`' callers: this loop already reads only the chosen experts.)"""
         K = topk_idx_TK.shape[1]
         flat_expert_N = topk_idx_TK.reshape(-1)
         order_N = flat_expert_N.argsort(stable=True)
