@@ -39,6 +39,7 @@ from lingcoder.generation.chat_template import CHAT_STOPS, ChatTemplate
 from lingcoder.generation.generate import load_for_generation
 from lingcoder.generation.sampling import SamplingParams
 from lingcoder.serve.engine import ChoiceUpdate, Engine, GenerationRequest, InvalidRequest
+from lingcoder.serve.packed import pack_for_serving
 from lingcoder.serve.protocol import ApiError, ChatRequest, CompletionRequest, parse
 
 MAX_BODY_BYTES = 8 * 2**20
@@ -362,7 +363,7 @@ def _server(model_dir: str | Path, *, host: str, port: int, api_key: str | None,
     model, tokenizer = load_for_generation(model_dir, device=device, dtype=dtype)
     template = ChatTemplate.from_model_dir(model_dir)
     name = served_model_name or Path(model_dir).resolve().name
-    engine = Engine(model, tokenizer, max_batch_size=max_batch_size)
+    engine = Engine(pack_for_serving(model), tokenizer, max_batch_size=max_batch_size)
     app = build_app(engine, tokenizer, template, name, api_key=api_key)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=log_level == "info",
                             lifespan="off", timeout_graceful_shutdown=5)
