@@ -154,15 +154,20 @@ def recipe_cmd(
 @app.command("experiment")
 def experiment_cmd(
     run_dir: str = typer.Argument(..., help="A recipe run directory (its tokenizer and tokens are reused)."),
-    seeds: int = typer.Option(3, help="Training seeds per arm."),
-    scale: float = typer.Option(1.0, help="Multiply every phase's token budget (e.g. 0.5 for a quicker look)."),
-    eval_tasks: int = typer.Option(20, help="HumanEval tasks for pass@1 in the curated-vs-raw part."),
-    part: list[str] = typer.Option(["moe_vs_dense", "curated_vs_raw"], help="Which comparison(s) to run."),
+    study: str = typer.Option("moe-vs-dense", help="A shipped study (moe-vs-dense, routing, inference-k, "
+                                                   "curated-vs-raw) or a study TOML file."),
+    quick: bool = typer.Option(False, "--quick", help="The study's tiny-budget variant (its [quick] table)."),
+    seeds: int = typer.Option(None, help="Training seeds per arm (default: the study's)."),
+    tokens: int = typer.Option(None, help="Pretraining tokens per run (default: the study's; 0 = the recipe's)."),
+    eval_tasks: int = typer.Option(20, help="HumanEval tasks for pass@1 (studies that measure it)."),
+    workers: int = typer.Option(None, help="Processes for the raw corpus, tokenization and judging (default: all)."),
 ) -> None:
-    """MoE vs dense and curated vs raw data, at small scale, on a recipe run's data; results for the report."""
+    """Run a study (arms x seeds of training runs) on a recipe run's data; per-arm intervals and paired
+    differences into RUN_DIR/experiment/results.json and the report. Interrupted studies continue."""
     from lingcoder.experiment import experiment
 
-    experiment(run_dir, seeds=seeds, scale=scale, eval_tasks=eval_tasks, parts=part, console=Console())
+    experiment(run_dir, study=study, quick=quick, seeds=seeds, tokens=tokens, eval_tasks=eval_tasks,
+               workers=workers, console=Console())
 
 
 # -- tokenizer, tokenize, pretrain -------------------------------------------------------------
