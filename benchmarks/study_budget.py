@@ -34,13 +34,13 @@ from lingcoder.train.config import pretrain_config_from_dict
 from lingcoder.train.loop import pretrain
 
 
-def measure(config: dict, steps: int, seed: int, out: Path) -> dict:
+def measure(config: dict, tokens: Path, steps: int, seed: int, out: Path) -> dict:
     """Train `steps` steps of `config` (one validation pass at the end); the median step and that pass's seconds."""
     config = copy.deepcopy(config)
     per_step = pretrain_config_from_dict(config).tokens_per_step(1)
     phase = {**config["phases"][0], "tokens": steps * per_step}
     config["phases"] = [phase]
-    config.setdefault("data", {})["tokens"] = str(Path(config["data"]["tokens"]))
+    config.setdefault("data", {})["tokens"] = str(tokens)
     config["train"].update(out=str(out), seed=seed, eval_every=10**9, checkpoint_every=10**9)
     start = time.perf_counter()
     pretrain(pretrain_config_from_dict(config), console=Console(quiet=True))
@@ -83,7 +83,7 @@ def main() -> None:
             steps = sum(full.phase_steps(1))
             tokens = steps * full.tokens_per_step(1)
             evals = steps // full.train.eval_every + len(full.phases)
-            timing = measure(config, args.steps, 0, Path(tmp) / name)
+            timing = measure(config, Path(args.run_dir) / "tokens", args.steps, 0, Path(tmp) / name)
             run_s = steps * timing["step_s"] + evals * timing["val_s"]
             total_s += run_s * study.seeds
             total, active = count_parameters(full.model)
