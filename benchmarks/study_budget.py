@@ -31,7 +31,7 @@ from lingcoder.experiment import study_configs
 from lingcoder.model.config import count_parameters
 from lingcoder.runfiles import read_metrics
 from lingcoder.train.config import pretrain_config_from_dict
-from lingcoder.train.loop import pretrain
+from lingcoder.train.pretrain import pretrain
 
 
 def measure(config: dict, tokens: Path, steps: int, seed: int, out: Path) -> dict:
@@ -50,7 +50,7 @@ def measure(config: dict, tokens: Path, steps: int, seed: int, out: Path) -> dic
     # One validation pass of the full run's size, timed on its own.
     from lingcoder.data.shards import TokenIndex
     from lingcoder.model.checkpoint import load_checkpoint
-    from lingcoder.train.loop import validation_loss_sum
+    from lingcoder.train.pretrain import validation_loss_sum
 
     pretrain_config = pretrain_config_from_dict(config)
     index = TokenIndex(pretrain_config.data.tokens)

@@ -14,7 +14,7 @@ from scipy import stats as scipy_stats
 
 from lingcoder.config import ConfigError
 from lingcoder.errors import LingcoderError
-from lingcoder.experiment import experiment, study_configs
+from lingcoder.experiment import ExperimentConfig, experiment, study_configs
 from lingcoder.model.config import count_parameters
 from lingcoder.recipe import recipe
 from lingcoder.report import write_report
@@ -170,18 +170,18 @@ def test_a_bad_study_file_is_an_error_naming_the_problem(run, tmp_path, extra, s
 
 def test_unknown_studies_and_missing_quick_variants_are_clear_errors(run, tmp_path):
     with pytest.raises(ConfigError, match="study 'nope': unknown \\(shipped: curated-vs-raw, inference-k"):
-        experiment(run, "nope")
+        experiment(ExperimentConfig(run, "nope"))
     path = tmp_path / "mine.toml"
     path.write_text(STUDY.format(extra="", second="big", override="model.num_experts=4"))
     with pytest.raises(ConfigError, match="no \\[quick\\] table"):
-        experiment(run, str(path), quick=True)
+        experiment(ExperimentConfig(run, str(path), quick=True))
     with pytest.raises(LingcoderError, match="not a recipe run directory"):
-        experiment(tmp_path, "moe-vs-dense", quick=True)
+        experiment(ExperimentConfig(tmp_path, "moe-vs-dense", quick=True))
 
 
 # -- running studies -------------------------------------------------------------------------------
 def test_moe_vs_dense_quick_runs_resumes_and_is_drawn(run):
-    entry = experiment(run, "moe-vs-dense", quick=True)
+    entry = experiment(ExperimentConfig(run, "moe-vs-dense", quick=True))
     assert [(r["arm"], r["seed"]) for r in entry["runs"]] == [("moe", 0), ("dense", 0), ("moe", 1), ("dense", 1)]
     moe, dense = entry["runs"][:2]
     assert abs(dense["activated_params"] - moe["activated_params"]) / moe["activated_params"] < 0.02
@@ -207,7 +207,7 @@ def test_moe_vs_dense_quick_runs_resumes_and_is_drawn(run):
     shutil.rmtree(root / "dense-seed1" / "pretrain" / "checkpoints" / "step-00000008")
     kept = root / "dense-seed1" / "pretrain" / "checkpoints" / "step-00000004"
     kept_stamp = kept.stat().st_mtime_ns
-    again = experiment(run, "moe-vs-dense", quick=True)
+    again = experiment(ExperimentConfig(run, "moe-vs-dense", quick=True))
     assert kept.stat().st_mtime_ns == kept_stamp  # not restarted from scratch
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p.parent.name != "dense-seed1")
     assert [r["val_loss"] for r in again["runs"][:3]] == [r["val_loss"] for r in entry["runs"][:3]]
@@ -220,7 +220,7 @@ def test_moe_vs_dense_quick_runs_resumes_and_is_drawn(run):
 
 
 def test_routing_quick_trains_every_arm(run):
-    entry = experiment(run, "routing", quick=True, seeds=1)
+    entry = experiment(ExperimentConfig(run, "routing", quick=True, seeds=1))
     by_arm = {r["arm"]: r for r in entry["runs"]}
     assert list(by_arm) == ["top2", "top1", "top4", "experts32", "experts64", "no-shared", "aux-free", "no-zloss"]
     assert len(by_arm["experts64"]["expert_load"][0]) == 64 and len(by_arm["top2"]["expert_load"][0]) == 16
@@ -230,7 +230,7 @@ def test_routing_quick_trains_every_arm(run):
 
 
 def test_inference_k_evaluates_one_trained_model_per_seed_with_other_k(run):
-    entry = experiment(run, "inference-k", quick=True)
+    entry = experiment(ExperimentConfig(run, "inference-k", quick=True))
     assert sorted((run / "experiment" / "inference-k-quick").glob("*/result.json")) == [
         run / "experiment" / "inference-k-quick" / f"trained-seed{s}" / "result.json" for s in (0, 1)]
     seed0 = {r["arm"]: r for r in entry["runs"] if r["seed"] == 0}
@@ -242,7 +242,7 @@ def test_inference_k_evaluates_one_trained_model_per_seed_with_other_k(run):
 
 
 def test_curated_vs_raw_quick_scores_held_out_files(run):
-    entry = experiment(run, "curated-vs-raw", quick=True, seeds=1, eval_tasks=1)
+    entry = experiment(ExperimentConfig(run, "curated-vs-raw", quick=True, seeds=1, eval_tasks=1))
     assert [r["arm"] for r in entry["runs"]] == ["curated", "raw"]
     for r in entry["runs"]:
         assert math.isfinite(r["heldout_loss"]) and math.isfinite(r["humaneval_canonical_loss"])

@@ -1,7 +1,6 @@
 """`lingcoder recipe`: every stage into one run directory, skipped when complete, resumed when cut short."""
 
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from lingcoder.errors import LingcoderError
-from lingcoder.experiment import completion_loss, experiment
+from lingcoder.experiment import completion_loss
 from lingcoder.recipe import recipe
 
 from .conftest import MICRO_MODEL_TABLE
@@ -26,8 +25,10 @@ workers = 2
 sources = ["{repos}"]
 quality = {{ high_quality_threshold = 40.0 }}  # most of these files are high quality: a held-out set exists
 
-[tokenize]
+[tokenizer]
 vocab_size = 512
+
+[tokenize]
 val_fraction = 0.5
 
 {model}
@@ -66,9 +67,10 @@ checkpoint_every = 2
 schedule = {{ kind = "constant", lr_start = 1e-4 }}
 
 [eval]
-tasks = 2
+limit = 2
 mode = "base"
 max_tokens = 32
+k = [1]
 """
 
 
@@ -120,7 +122,7 @@ def test_every_stage_writes_its_outputs(finished_run):
     assert sft.parent == finished_run / "sft" / "checkpoints" and dpo.parent == finished_run / "dpo" / "checkpoints"
     assert json.loads((finished_run / "eval" / "generation.json").read_text())["model"] == str(dpo)
     summary = json.loads((finished_run / "eval" / "summary.json").read_text())
-    assert summary["n_tasks"] == 2 and record["config"]["eval"]["tasks"] == 2
+    assert summary["n_tasks"] == 2 and record["config"]["eval"]["limit"] == 2
 
 
 def test_a_finished_run_is_skipped_and_an_edit_reruns_from_the_stage_it_touches(config, finished_run):
@@ -179,34 +181,6 @@ def test_bad_input_is_one_clear_error(config, tmp_path):
     assert result.returncode == 2 and "config file not found" in result.stderr
 
 
-def test_experiment_compares_moe_with_dense_and_curated_with_raw(finished_run, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(finished_run, run)
-    results = experiment(run, seeds=2, eval_tasks=1, workers=1)
-    moe_dense = results["moe_vs_dense"]
-    assert [(r["model"], r["seed"]) for r in moe_dense["runs"]] == [("moe", 0), ("dense", 0), ("moe", 1), ("dense", 1)]
-    moe, dense = moe_dense["runs"][:2]
-    assert dense["total_params"] < moe["total_params"]
-    assert abs(dense["activated_params"] - moe["activated_params"]) / moe["activated_params"] < 0.02
-    assert all(math.isfinite(r["val_loss"]) and r["val_curve"] for r in moe_dense["runs"])
-    assert moe_dense["runs"][0]["val_loss"] != moe_dense["runs"][2]["val_loss"]  # seeds differ
-    raw_vs = results["curated_vs_raw"]
-    assert [r["data"] for r in raw_vs["runs"]] == ["curated", "raw", "curated", "raw"]
-    for r in raw_vs["runs"]:
-        assert math.isfinite(r["heldout_loss"]) and math.isfinite(r["humaneval_canonical_loss"])
-        assert 0.0 <= r["pass_at_1"] <= 1.0
-    raw_index = json.loads((run / "experiment" / "curated_vs_raw" / "raw-tokens" / "index.json").read_text())
-    curated_index = json.loads((run / "tokens" / "index.json").read_text())
-    assert raw_index["val_fraction"] == curated_index["val_fraction"] and raw_index["seed"] == curated_index["seed"]
-    assert json.loads((run / "experiment" / "results.json").read_text()) == results
-    assert "MoE vs a dense model" in (run / "report.html").read_text()
-
-    done = sorted((run / "experiment").glob("*/*/result.json"))
-    stamps = [p.stat().st_mtime_ns for p in done]
-    assert experiment(run, seeds=2, eval_tasks=1, workers=1, parts=["moe_vs_dense"]) == results  # nothing retrained
-    assert [p.stat().st_mtime_ns for p in done] == stamps
-
-
 def test_completion_loss_counts_only_the_completion_tokens(micro_model):
     from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -218,11 +192,6 @@ def test_completion_loss_counts_only_the_completion_tokens(micro_model):
     logits = micro_model(torch.tensor([ids[:-1]])).logits[0]
     expected = torch.nn.functional.cross_entropy(logits[len(prompt):], torch.tensor(ids[len(prompt) + 1:]))
     assert completion_loss(micro_model, tokenizer, [(prompt, completion)]) == pytest.approx(expected.item(), rel=1e-5)
-
-
-def test_experiment_needs_a_recipe_run(tmp_path):
-    with pytest.raises(LingcoderError, match="not a recipe run directory"):
-        experiment(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "ling-coder-lite"])
@@ -246,7 +215,7 @@ def test_the_post_trained_model_is_served_and_scores_the_same_through_the_server
     the eval harness scores it through the endpoint exactly as it does directly."""
     import httpx
 
-    from lingcoder.evaluate.runner import run_eval
+    from lingcoder.evaluate.runner import EvalConfig, run_eval
     from lingcoder.serve.server import serve_in_background
 
     record = json.loads((finished_run / "recipe.json").read_text())
@@ -254,12 +223,13 @@ def test_the_post_trained_model_is_served_and_scores_the_same_through_the_server
     tasks = ["HumanEval/0", "HumanEval/2"]
     settings = {"benchmark": "humaneval", "mode": "instruct", "max_tokens": 24, "tasks": tasks, "k": [1],
                 "workers": 1, "progress": False}
-    direct = run_eval(tmp_path / "direct", backend="checkpoint", model=str(model), **settings)
+    direct = run_eval(EvalConfig(tmp_path / "direct", backend="checkpoint", model=str(model), **settings))
     with serve_in_background(model) as base_url:
         reply = httpx.post(f"{base_url}/chat/completions", timeout=60, json={
             "model": model.name, "messages": [{"role": "user", "content": "Write a function that adds."}],
             "max_tokens": 8, "temperature": 0})
-        served = run_eval(tmp_path / "served", backend="openai", model=model.name, base_url=base_url, **settings)
+        served = run_eval(EvalConfig(tmp_path / "served", backend="openai", model=model.name, base_url=base_url,
+                                     **settings))
     assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["role"] == "assistant"
     assert served["pass_at_k"] == direct["pass_at_k"]
     rows = [[json.loads(line) for line in (tmp_path / name / "results.jsonl").read_text().splitlines()]

@@ -33,6 +33,7 @@ import copy
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -48,7 +49,7 @@ from lingcoder.runfiles import read_metrics
 from lingcoder.study import Study, load_study
 from lingcoder.study_stats import format_difference, format_summary, study_statistics
 from lingcoder.train.config import pretrain_config_from_dict
-from lingcoder.train.loop import pretrain, validation_loss_sum
+from lingcoder.train.pretrain import pretrain, validation_loss_sum
 
 HELDOUT_SOURCE = "file-high"
 HELDOUT_TOKENS = 65_536
@@ -56,15 +57,26 @@ DECODE_PROMPT_TOKENS = 32
 DECODE_NEW_TOKENS = 64
 
 
-def experiment(run_dir: str | Path, study: str | Path | Study = "moe-vs-dense", quick: bool = False,
-               seeds: int | None = None, tokens: int | None = None, eval_tasks: int = 20,
-               workers: int | None = None, console: Console | None = None) -> dict:
-    """Run `study` (a shipped name, a TOML path or a Study) on the recipe run in RUN_DIR; its entry of
-    RUN/experiment/results.json is written after every run and returned."""
+@dataclass
+class ExperimentConfig:
+    """`lingcoder experiment`."""
+
+    run_dir: str  # a recipe run directory (its tokenizer and tokens are reused)
+    study: str = "moe-vs-dense"  # a shipped study's name or a study TOML file
+    quick: bool = False  # the study's tiny-budget variant (its [quick] table)
+    seeds: int | None = None  # training seeds per arm; None = the study's
+    tokens: int | None = None  # pretraining tokens per run; None = the study's, 0 = the recipe's
+    eval_tasks: int = 20  # HumanEval tasks for pass@1 (studies that measure it)
+    workers: int | None = None  # processes for the raw corpus, tokenization and judging; None = every core
+
+
+def experiment(options: ExperimentConfig, console: Console | None = None) -> dict:
+    """Run the study on the recipe run in RUN_DIR; its entry of RUN/experiment/results.json is written after
+    every run and returned."""
     console = console or Console()
-    run = Path(run_dir)
-    spec, base, configs = study_configs(run, study, quick, seeds, tokens)
-    context = _Context(run, spec, base, eval_tasks, workers, console)
+    run = Path(options.run_dir)
+    spec, base, configs = study_configs(run, options.study, options.quick, options.seeds, options.tokens)
+    context = _Context(run, spec, base, options.eval_tasks, options.workers, console)
     console.rule(f"[bold]study {spec.name}[/]: {len(spec.arms)} arms x {spec.seeds} seeds, "
                  f"{_budget(base)['tokens']:,} tokens per run")
     runs: list[dict] = []
@@ -188,11 +200,12 @@ def _inference_seed(context: _Context, seed: int) -> list[dict]:
 @torch.no_grad()
 def decode_ms_per_token(model, index: TokenIndex, source: str | None) -> float:
     """Greedy decoding time per new token (ms, batch 1, KV cache), after one warm-up, from a validation prompt."""
-    from lingcoder.serve.generate import SamplingParams, generate_ids
+    from lingcoder.generation.generate import generate_ids
+    from lingcoder.generation.sampling import SamplingParams
 
     prompt = [int(t) for t in index.stream(source, "val").window(0, DECODE_PROMPT_TOKENS)] if source else [0]
-    params = SamplingParams(max_new_tokens=DECODE_NEW_TOKENS, temperature=0.0)
-    generate_ids(model, [prompt], SamplingParams(max_new_tokens=4))
+    params = SamplingParams(max_tokens=DECODE_NEW_TOKENS, temperature=0.0)
+    generate_ids(model, [prompt], SamplingParams(max_tokens=4))
     start = time.perf_counter()
     new = generate_ids(model, [prompt], params)  # no eos: every one of the new tokens is decoded
     return (time.perf_counter() - start) * 1000 / max(1, len(new[0]))
@@ -214,8 +227,7 @@ def _data(context: _Context, data: str) -> tuple[Path, dict | None]:
 
 def _raw_tokens(context: _Context, curated_index: TokenIndex) -> Path:
     from lingcoder.data.curate import raw_corpus
-    from lingcoder.data.fim import FimConfig
-    from lingcoder.data.tokenize import tokenize
+    from lingcoder.data.tokenize import TokenizeConfig, tokenize
 
     root = context.run / "experiment" / "raw"
     raw_tokens = root / "tokens"
@@ -227,8 +239,10 @@ def _raw_tokens(context: _Context, curated_index: TokenIndex) -> Path:
         context.console.print(f"{count:,} raw documents")
         # The run's tokenizer, FIM and document split: a held-out file is held out in both corpora.
         split = curated_index.data
-        tokenize(root / "documents", context.run / "tokenizer", raw_tokens, fim=FimConfig(**split["fim"]),
-                 val_fraction=split["val_fraction"], seed=split["seed"], workers=context.workers or 1)
+        fim = split["fim"]
+        tokenize(TokenizeConfig(str(context.run / "tokenizer"), str(raw_tokens), curated=str(root / "documents"),
+                                fim_rate=fim["rate"], spm_rate=fim["spm_rate"], val_fraction=split["val_fraction"],
+                                seed=split["seed"], workers=context.workers or 1))
     return raw_tokens
 
 
@@ -272,8 +286,8 @@ def _train(out: Path, config: dict, tokens: Path, seed: int, console: Console, l
 def _score(checkpoint: Path, out: Path, heldout: TokenIndex, config: dict, eval_tasks: int,
            workers: int | None) -> dict:
     from lingcoder.evaluate.benchmarks import load_benchmark
-    from lingcoder.evaluate.runner import run_eval
-    from lingcoder.serve.generate import load_for_generation
+    from lingcoder.evaluate.runner import EvalConfig, run_eval
+    from lingcoder.generation.generate import load_for_generation
 
     model, tokenizer = load_for_generation(checkpoint)
     seq_len = pretrain_config_from_dict(config).data.seq_len
@@ -281,8 +295,8 @@ def _score(checkpoint: Path, out: Path, heldout: TokenIndex, config: dict, eval_
     scores = {"heldout_loss": heldout_loss(model, heldout, HELDOUT_SOURCE, seq_len),
               "humaneval_canonical_loss": completion_loss(
                   model, tokenizer, [(p.prompt, p.reference) for p in benchmark.problems.values() if p.reference])}
-    summary = run_eval(out / "eval", backend="checkpoint", model=str(checkpoint), mode="base", max_tokens=128,
-                       tasks=list(benchmark.problems)[:eval_tasks], k=[1], workers=workers, progress=False)
+    summary = run_eval(EvalConfig(str(out / "eval"), backend="checkpoint", model=str(checkpoint), mode="base",
+                                  max_tokens=128, limit=eval_tasks, k=[1], workers=workers, progress=False))
     scores["pass_at_1"] = summary["pass_at_k"]["humaneval"]["python"]["pass@1"]
     return scores
 
