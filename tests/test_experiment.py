@@ -33,8 +33,10 @@ workers = 1
 sources = ["{repos}"]
 quality = {{ high_quality_threshold = 40.0 }}  # most of these files are high quality: a held-out set exists
 
-[tokenize]
+[tokenizer]
 vocab_size = 512
+
+[tokenize]
 val_fraction = 0.5
 
 {model}
