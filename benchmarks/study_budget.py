@@ -30,6 +30,7 @@ from rich.console import Console
 from lingcoder.experiment import study_configs
 from lingcoder.model.config import count_parameters
 from lingcoder.runfiles import read_metrics
+from lingcoder.study import Arm, Study
 from lingcoder.train.config import pretrain_config_from_dict
 from lingcoder.train.pretrain import pretrain
 
@@ -71,12 +72,19 @@ def main() -> None:
     parser.add_argument("--study", default="moe-vs-dense")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (the study's cores)")
+    parser.add_argument("--reference-tokens-per-s", type=float, default=0.0,
+                        help="the recipe's own model's training throughput measured on an idle machine; given, "
+                             "each arm is also projected from its step time relative to that model's, measured "
+                             "side by side here (robust to other jobs slowing both)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     study, base, configs = study_configs(args.run_dir, args.study)
-    print(f"study {study.name}: {len(configs)} arms x {study.seeds} seeds; load average {os.getloadavg()[0]:.2f}, "
+    _, _, recipe_configs = study_configs(args.run_dir, Study("recipe", [Arm("recipe")], tokens=study.tokens))
+    configs = {"recipe model (reference)": recipe_configs["recipe"], **configs}
+    print(f"study {study.name}: {len(configs) - 1} arms x {study.seeds} seeds; load average {os.getloadavg()[0]:.2f}, "
           f"{args.threads} torch threads")
-    total_s = 0.0
+    total_s = relative_s = 0.0
+    reference_step_s = None
     with tempfile.TemporaryDirectory() as tmp:
         for name, config in configs.items():
             full = pretrain_config_from_dict(config)
@@ -85,7 +93,17 @@ def main() -> None:
             evals = steps // full.train.eval_every + len(full.phases)
             timing = measure(config, Path(args.run_dir) / "tokens", args.steps, 0, Path(tmp) / name)
             run_s = steps * timing["step_s"] + evals * timing["val_s"]
-            total_s += run_s * study.seeds
+            if reference_step_s is None:
+                reference_step_s = timing["step_s"]
+                relative_run_s = None
+            else:
+                total_s += run_s * study.seeds
+                # The same run at the reference's idle throughput, scaled by the side-by-side ratio.
+                ratio = timing["step_s"] / reference_step_s
+                reference = args.reference_tokens_per_s
+                idle_step_s = full.tokens_per_step(1) / reference if reference else 0
+                relative_run_s = run_s / timing["step_s"] * ratio * idle_step_s if idle_step_s else None
+                relative_s += (relative_run_s or 0) * study.seeds
             total, active = count_parameters(full.model)
             m = full.model
             embeddings = m.vocab_size * m.hidden_size * (1 if m.tie_word_embeddings else 2)
@@ -94,9 +112,16 @@ def main() -> None:
                 "embedding_share_of_activated": round(embeddings / active, 3), "tokens": tokens, "steps": steps,
                 "tokens_per_param": round(tokens / total, 2), "tokens_per_activated_param": round(tokens / active, 2),
                 "step_s": round(timing["step_s"], 4), "val_pass_s": round(timing["val_s"], 2),
-                "val_passes": evals, "projected_run_min": round(run_s / 60, 2)}))
-    print(f"projected study: {total_s / 60:.1f} minutes ({study.seeds} seeds; sum over arms of steps x step time + "
-          f"validation passes x pass time); load average now {os.getloadavg()[0]:.2f}")
+                "val_passes": evals, "step_time_over_reference": round(timing["step_s"] / reference_step_s, 3),
+                "projected_run_min_here": round(run_s / 60, 2),
+                "projected_run_min_at_reference_throughput": None if relative_run_s is None
+                else round(relative_run_s / 60, 2)}))
+    print(f"projected study here: {total_s / 60:.1f} minutes ({study.seeds} seeds; sum over arms of steps x step "
+          f"time + validation passes x pass time); load average now {os.getloadavg()[0]:.2f}")
+    if args.reference_tokens_per_s:
+        print(f"projected study at the reference's {args.reference_tokens_per_s:,.0f} tokens/s: "
+              f"{relative_s / 60:.1f} minutes (each arm's time here x the reference's idle step time / its step "
+              "time here)")
 
 
 if __name__ == "__main__":
