@@ -3,7 +3,8 @@
     python benchmarks/study_budget.py RUN_DIR [--study moe-vs-dense] [--steps 12] [--threads 2]
 
 For each arm it trains the arm's exact config (the recipe run's data, the study's overrides) for
-`--steps` steps with one validation pass and one checkpoint, then projects one full run as
+`--steps` steps and one checkpoint, times a validation pass on a slice of each source (scaled to the
+run's eval_tokens), then projects one full run as
 
     steps x (median step time, the first step left out)
     + (validation passes in the full run) x (one validation pass's time)
@@ -34,6 +35,8 @@ from lingcoder.study import Arm, Study
 from lingcoder.train.config import pretrain_config_from_dict
 from lingcoder.train.pretrain import pretrain
 
+VAL_SLICE_TOKENS = 4096  # validation tokens per source actually timed
+
 
 def measure(config: dict, tokens: Path, steps: int, seed: int, out: Path) -> dict:
     """Train `steps` steps of `config` (one validation pass at the end); the median step and that pass's seconds."""
@@ -42,13 +45,15 @@ def measure(config: dict, tokens: Path, steps: int, seed: int, out: Path) -> dic
     phase = {**config["phases"][0], "tokens": steps * per_step}
     config["phases"] = [phase]
     config.setdefault("data", {})["tokens"] = str(tokens)
+    full_eval_tokens = pretrain_config_from_dict(config).data.eval_tokens
+    config["data"]["eval_tokens"] = pretrain_config_from_dict(config).data.seq_len  # one window: timed below
     config["train"].update(out=str(out), seed=seed, eval_every=10**9, checkpoint_every=10**9)
     start = time.perf_counter()
     pretrain(pretrain_config_from_dict(config), console=Console(quiet=True))
     wall = time.perf_counter() - start
     train = [r for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "train"]
     step_times = [r["step_time_s"] for r in train[1:]]
-    # One validation pass of the full run's size, timed on its own.
+    # One validation pass of the full run's size, timed on its own (on a slice of each source, scaled).
     from lingcoder.data.shards import TokenIndex
     from lingcoder.model.checkpoint import load_checkpoint
     from lingcoder.train.pretrain import validation_loss_sum
@@ -59,11 +64,13 @@ def measure(config: dict, tokens: Path, steps: int, seed: int, out: Path) -> dic
                       if index.num_tokens(s, "val") > pretrain_config.data.seq_len})
     checkpoint = sorted((out / "checkpoints").iterdir())[-1]
     model = load_checkpoint(checkpoint, dtype=torch.float32).eval()
+    sliced = min(full_eval_tokens, VAL_SLICE_TOKENS)
     clock = time.perf_counter()
     for source in sources:
-        validation_loss_sum(model, index, source, pretrain_config.data.seq_len, pretrain_config.data.eval_tokens,
+        validation_loss_sum(model, index, source, pretrain_config.data.seq_len, sliced,
                             pretrain_config.train.micro_batch_size, torch.device("cpu"))
-    return {"step_s": statistics.median(step_times), "val_s": time.perf_counter() - clock, "wall_s": wall}
+    val_s = (time.perf_counter() - clock) * full_eval_tokens / sliced  # a pass is linear in its tokens
+    return {"step_s": statistics.median(step_times), "val_s": val_s, "wall_s": wall}
 
 
 def main() -> None:

@@ -80,15 +80,15 @@ def experiment(options: ExperimentConfig, console: Console | None = None) -> dic
     console.rule(f"[bold]study {spec.name}[/]: {len(spec.arms)} arms x {spec.seeds} seeds, "
                  f"{_budget(base)['tokens']:,} tokens per run")
     runs: list[dict] = []
+    entry = _write(context, runs)
     for seed in range(spec.seeds):
         if spec.kind == "inference":
             runs.extend(_inference_seed(context, seed))
-        else:
-            for arm in spec.arms:
-                runs.append({"arm": arm.name, **_train_arm(context, arm, configs[arm.name], seed)})
-                _write(context, runs)
-        _write(context, runs)
-    entry = _write(context, runs)
+            entry = _write(context, runs)
+            continue
+        for arm in spec.arms:
+            runs.append({"arm": arm.name, **_train_arm(context, arm, configs[arm.name], seed)})
+            entry = _write(context, runs)  # a study cut short still shows what it finished
     _print_table(entry, console)
     from lingcoder.report import write_report
 
