@@ -111,11 +111,20 @@ def study_configs(run_dir: str | Path, study: str | Path | Study, quick: bool = 
     return spec, base, {arm.name: _arm_config(base, arm, spec) for arm in spec.arms}
 
 
+@dataclass
 class _Context:
-    def __init__(self, run: Path, study: Study, base: dict, eval_tasks: int, workers: int | None, console: Console):
-        self.run, self.study, self.base, self.eval_tasks, self.workers, self.console = (
-            run, study, base, eval_tasks, workers, console)
-        self.root = run / "experiment" / study.key
+    """What every run of one study shares."""
+
+    run: Path
+    study: Study
+    base: dict
+    eval_tasks: int
+    workers: int | None
+    console: Console
+
+    @property
+    def root(self) -> Path:
+        return self.run / "experiment" / self.study.key
 
 
 def _arm_config(base: dict, arm, study: Study) -> dict:
