@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean graders
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,3 +25,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs
+
+# The benchmarks' own graders (bigcodebench, nvidia-livecodebench) for the grader-parity tests.
+graders:
+	./.ci/graders-env

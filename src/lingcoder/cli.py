@@ -177,12 +177,14 @@ def recipe_cmd(
     until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
     check: Annotated[bool, typer.Option(help="Only validate (type-check) every stage's config and show which "
                                              "stages would run.")] = False,
+    verbose: Annotated[bool, typer.Option(help="Show datatrove's logs of the data stages (always in their log "
+                                               "files).")] = False,
 ) -> None:
     """Curate -> tokenizer -> tokenize -> pretrain -> synth -> SFT -> DPO -> eval -> report, resuming."""
     from lingcoder.recipe import recipe
 
     recipe(config, overrides=set_ or [], out=out, from_stage=from_stage, until=until, check=check,
-           console=Console())
+           console=Console(), verbose=verbose)
 
 
 @app.command("experiment")
@@ -345,13 +347,16 @@ def curate(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a threshold, e.g. rules.max_line_length=2000.")
     ] = None,
-    quiet: Annotated[bool | None, typer.Option("--quiet", help="Fewer progress logs (the funnel is still printed).")]
+    quiet: Annotated[bool | None, typer.Option("--quiet", help="Print only the funnel table.")]
+    = None,
+    verbose: Annotated[bool | None, typer.Option(help="Also show datatrove's logs (always in OUT/_work/logs).")]
     = None,
 ) -> None:
     """Curate code data: filter, redact, deduplicate, decontaminate, score, build repository samples."""
     from lingcoder.data.curate import curate as run_curate
 
-    given = {"executor": executor, "quiet": quiet}  # the library's defaults stand for what was not given
+    # the library's defaults stand for what was not given
+    given = {"executor": executor, "quiet": quiet, "verbose": verbose}
     run_curate(sources, out, workers, benchmarks=benchmark, classifier_data=classifier_data, config=config,
                overrides=overrides, **{k: v for k, v in given.items() if v is not None})
 
@@ -362,9 +367,16 @@ def eval_command(
     out: Annotated[str | None, typer.Option(help="Output directory: results.jsonl, summary.json (resumable).")]
     = None,
     samples: Annotated[str | None, typer.Option(help="Samples JSONL (task_id, completion) to judge.")] = None,
-    benchmark: Annotated[str | None, typer.Option(help="humaneval, humaneval+, mbpp, mbpp+, multipl-e, mbxp.")]
+    benchmark: Annotated[list[str] | None, typer.Option(
+        help="Benchmark (repeatable): humaneval, humaneval+, mbpp, mbpp+, multipl-e, mbxp, livecodebench, "
+             "bigcodebench-complete, bigcodebench-instruct, cruxeval-i, cruxeval-o, humanevalfix, ds-1000, spider, "
+             "humaneval-infill-single, humaneval-infill-multi, humaneval-infill-random.")] = None,
+    benchmark_file: Annotated[list[str] | None, typer.Option(
+        help="Local benchmark file (all but humaneval); repeatable, one per benchmark, or NAME=PATH.")] = None,
+    since: Annotated[str | None, typer.Option(help="LiveCodeBench: contests on or after this date (YYYY-MM-DD).")]
     = None,
-    benchmark_file: Annotated[str | None, typer.Option(help="Local benchmark file (all but humaneval).")] = None,
+    until: Annotated[str | None, typer.Option(help="LiveCodeBench: contests on or before this date.")] = None,
+    fim_mode: Annotated[str | None, typer.Option(help="HumanEval-infilling prompt order: psm or spm.")] = None,
     backend: Annotated[str | None, typer.Option(help="Generate samples first: checkpoint, hf, openai.")] = None,
     model: Annotated[str | None, typer.Option(help="Checkpoint dir, HF model, or endpoint model name.")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://h:8000/v1.")] = None,
@@ -401,12 +413,29 @@ def eval_command(
         except ValueError:
             raise LingcoderError(f"--k {k!r}: expected comma-separated integers, e.g. 1,10") from None
     run_eval(_stage_config(
-        EvalConfig, "eval", config, set_, out=out, samples=samples, benchmark=benchmark, benchmark_file=benchmark_file,
-        backend=backend, model=model, base_url=base_url, device=device, mode=mode, n=n, temperature=temperature,
-        top_p=top_p, max_tokens=max_tokens, stop=stop, tasks=task, limit=limit, k=ks, workers=workers,
-        timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor, use_namespaces=namespaces,
-        progress=progress,
+        EvalConfig, "eval", config, set_, out=out, samples=samples, benchmark=_one_or_list(benchmark),
+        benchmark_file=_one_or_list(benchmark_file), since=_day(since, "--since"), until=_day(until, "--until"),
+        fim_mode=fim_mode, backend=backend, model=model, base_url=base_url, device=device, mode=mode, n=n,
+        temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop, tasks=task, limit=limit, k=ks,
+        workers=workers, timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor,
+        use_namespaces=namespaces, progress=progress,
     ))
+
+
+def _one_or_list(values: list[str] | None) -> str | list[str] | None:
+    """A repeatable flag given once is a plain value (as the config file would say it)."""
+    return values[0] if values and len(values) == 1 else values
+
+
+def _day(text: str | None, flag: str):
+    import datetime
+
+    if text is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise LingcoderError(f"{flag} {text!r}: expected a date as YYYY-MM-DD") from None
 
 
 # -- report ----------------------------------------------------------------------------------------
