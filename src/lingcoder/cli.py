@@ -193,7 +193,7 @@ def experiment_cmd(
                                                        "reused).")] = None,
     study: Annotated[str | None, typer.Option(help="A shipped study (moe-vs-dense, routing, inference-k, "
                                                    "curated-vs-raw) or a study TOML file.")] = None,
-    quick: Annotated[bool | None, typer.Option("--quick", help="The study's tiny-budget variant (its [quick] "
+    quick: Annotated[bool | None, typer.Option("--quick", help="The study's tiny-budget variant (its \\[quick] "
                                                                "table).")] = None,
     seeds: Annotated[int | None, typer.Option(help="Training seeds per arm (default: the study's).")] = None,
     tokens: Annotated[int | None, typer.Option(help="Pretraining tokens per run (default: the study's; 0 = the "
