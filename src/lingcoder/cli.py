@@ -191,22 +191,26 @@ def recipe_cmd(
 def experiment_cmd(
     run_dir: Annotated[str | None, typer.Argument(help="A recipe run directory (its tokenizer and tokens are "
                                                        "reused).")] = None,
-    seeds: Annotated[int | None, typer.Option(help="Training seeds per arm.")] = None,
-    scale: Annotated[float | None, typer.Option(help="Multiply every phase's token budget (e.g. 0.5 for a "
-                                                     "quicker look).")] = None,
-    eval_tasks: Annotated[int | None, typer.Option(help="HumanEval tasks for pass@1 in the curated-vs-raw "
-                                                        "part.")] = None,
-    part: Annotated[list[str] | None, typer.Option(help="Which comparison(s) to run: moe_vs_dense, "
-                                                        "curated_vs_raw (default both).")] = None,
+    study: Annotated[str | None, typer.Option(help="A shipped study (moe-vs-dense, routing, inference-k, "
+                                                   "curated-vs-raw) or a study TOML file.")] = None,
+    quick: Annotated[bool | None, typer.Option("--quick", help="The study's tiny-budget variant (its \\[quick] "
+                                                               "table).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Training seeds per arm (default: the study's).")] = None,
+    tokens: Annotated[int | None, typer.Option(help="Pretraining tokens per run (default: the study's; 0 = the "
+                                                    "recipe's).")] = None,
+    eval_tasks: Annotated[int | None, typer.Option(help="HumanEval tasks for pass@1 (studies that measure "
+                                                        "it).")] = None,
     workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
     config: Annotated[str | None, _config_option("experiment")] = None,
     set_: Annotated[list[str] | None, _set_option("experiment", "seeds=5")] = None,
 ) -> None:
-    """MoE vs dense and curated vs raw data, at small scale, on a recipe run's data; results for the report."""
+    """Run a study (arms x seeds of training runs) on a recipe run's data: per-arm intervals and paired
+    differences into RUN_DIR/experiment/results.json and the report. An interrupted study continues."""
     from lingcoder.experiment import ExperimentConfig, experiment
 
-    experiment(_stage_config(ExperimentConfig, "experiment", config, set_, run_dir=run_dir, seeds=seeds,
-                             scale=scale, eval_tasks=eval_tasks, parts=part, workers=workers), console=Console())
+    experiment(_stage_config(ExperimentConfig, "experiment", config, set_, run_dir=run_dir, study=study,
+                             quick=quick, seeds=seeds, tokens=tokens, eval_tasks=eval_tasks, workers=workers),
+               console=Console())
 
 
 # -- tokenizer, tokenize, pretrain -------------------------------------------------------------
