@@ -64,7 +64,8 @@ def test_load_in_a_chosen_dtype(micro_model, tmp_path):
 
 
 def test_dense_and_aux_free_variants_round_trip(tmp_path):
-    variants = {"dense": micro_config().dense(), "bias": micro_config(moe_router_bias_update_rate=0.1)}
+    variants = {"dense": micro_config().dense(), "bias": micro_config(
+        score_function="sigmoid", moe_router_enable_expert_bias=True, moe_router_bias_update_rate=0.1)}
     for name, config in variants.items():
         model = BailingMoeForCausalLM(config).eval()
         if name == "bias":
