@@ -127,8 +127,18 @@ def serve_cmd(
     dtype: str | None = typer.Option(None, help="float32, bfloat16, ... (default: as stored)."),
     max_batch_size: int = typer.Option(32, help="Rows (choices) decoded together at most."),
     served_model_name: str | None = typer.Option(None, help="Model name at /v1/models (default: the dir's name)."),
+    engine: str = typer.Option("lingcoder", help="lingcoder (built in) or vllm (vLLM's server on the checkpoint; "
+                                                 "--device, --max-batch-size do not apply)."),
 ) -> None:
     """Serve a checkpoint over an OpenAI-compatible HTTP API (completions, chat, streaming)."""
+    if engine == "vllm":
+        from lingcoder.vllm_server import serve_with_vllm
+
+        serve_with_vllm(model_dir, host=host, port=port, api_key=api_key, dtype=dtype,
+                        served_model_name=served_model_name)
+        return
+    if engine != "lingcoder":
+        raise LingcoderError(f"--engine {engine!r}: unknown (known: lingcoder, vllm)")
     from lingcoder.serve.server import serve
 
     serve(model_dir, host=host, port=port, api_key=api_key, device=device, dtype=dtype,
@@ -307,7 +317,7 @@ def eval_command(
         str | None, typer.Option(help="Local benchmark file (all but humaneval).")
     ] = None,
     backend: Annotated[
-        str | None, typer.Option(help="Generate samples first: checkpoint, hf, openai.")
+        str | None, typer.Option(help="Generate samples first: checkpoint, hf, openai, vllm (serves the checkpoint).")
     ] = None,
     model: Annotated[
         str | None, typer.Option(help="Checkpoint dir, HF model, or endpoint model name.")

@@ -66,6 +66,11 @@ class EvalStageConfig:
     temperature: float = 0.0
     max_tokens: int = 256
     k: list[int] = field(default_factory=lambda: [1])
+    backend: str = "checkpoint"  # checkpoint: lingcoder's own engine; vllm: vLLM's server on the model
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("checkpoint", "vllm"):
+            raise LingcoderError(f"eval.backend {self.backend!r}: unknown (known: checkpoint, vllm)")
 
 
 @dataclass
@@ -215,7 +220,7 @@ def _eval(run: Run, resume: bool) -> list[Path]:
         tasks = list(load_benchmark(cfg.benchmark).problems)[: cfg.tasks]
     out = run.dir / "eval"
     shutil.rmtree(out, ignore_errors=True)
-    summary = run_eval(out, benchmark=cfg.benchmark, backend="checkpoint", model=model, mode=cfg.mode, n=cfg.n,
+    summary = run_eval(out, benchmark=cfg.benchmark, backend=cfg.backend, model=model, mode=cfg.mode, n=cfg.n,
                        temperature=cfg.temperature, max_tokens=cfg.max_tokens, tasks=tasks, k=cfg.k,
                        workers=run.workers, progress=False)
     for language, scores in summary["pass_at_k"][cfg.benchmark].items():

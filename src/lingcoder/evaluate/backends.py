@@ -10,7 +10,10 @@ stop strings applied. Temperature 0 means greedy decoding.
   (`pip install 'lingcoder[hf]'`); chat uses the tokenizer's chat template.
 - `OpenAIBackend`: `/v1/completions` and `/v1/chat/completions` (vLLM, our server, ...), with the
   key from $OPENAI_API_KEY when set. It speaks HTTP with the standard library: two JSON POST calls
-  do not justify a client dependency.
+  do not justify a client dependency. Endpoints cap the stop strings of a request (vLLM and OpenAI at
+  4), so it sends the first four and cuts the text at all of them.
+- `VLLMBackend`: a checkpoint served by vLLM for the run (`lingcoder.vllm_server`), spoken to as above;
+  `close()` stops the server.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from lingcoder.errors import LingcoderError
 from lingcoder.evaluate.prompts import cut_at_stop
 
 LING_CHAT_STOP = ("<|endoftext|>", "<role>")
+MAX_STOP_STRINGS = 4  # per request, at vLLM (VLLM_MAX_STOP_STRINGS) and OpenAI
 
 
 @dataclass(frozen=True)
@@ -168,7 +172,7 @@ class OpenAIBackend:
             "max_tokens": settings.max_tokens,
         }
         if settings.stop:
-            body["stop"] = list(settings.stop)
+            body["stop"] = list(settings.stop)[:MAX_STOP_STRINGS]  # the text is cut at every one of them
         if settings.seed is not None:
             body["seed"] = settings.seed
         return body
@@ -191,6 +195,19 @@ class OpenAIBackend:
             raise LingcoderError(f"{url}: the reply is not JSON") from None
 
 
+class VLLMBackend(OpenAIBackend):
+    """A checkpoint directory served by vLLM while this backend lives; `close()` stops the server."""
+
+    def __init__(self, model_dir: str | Path, **server_options) -> None:
+        from lingcoder.vllm_server import VLLMServer
+
+        self.server = VLLMServer(model_dir, **server_options).start()
+        super().__init__(self.server.base_url, self.server.model_name, api_key="")
+
+    def close(self) -> None:
+        self.server.stop()
+
+
 def _choices(reply: dict, n: int) -> list[dict]:
     choices = sorted(reply.get("choices") or [], key=lambda c: c.get("index", 0))
     if len(choices) != n:
@@ -201,7 +218,7 @@ def _choices(reply: dict, n: int) -> list[dict]:
 def make_backend(
     kind: str, model: str, *, base_url: str | None = None, device: str = "cpu", api_key: str | None = None
 ):
-    """Build a backend by name: `checkpoint`, `hf` or `openai`."""
+    """Build a backend by name: `checkpoint`, `hf`, `openai` or `vllm` (call its `close()` when done)."""
     if kind == "checkpoint":
         return CheckpointBackend(model, device=device)
     if kind == "hf":
@@ -210,4 +227,8 @@ def make_backend(
         if not base_url:
             raise LingcoderError("the openai backend needs --base-url (e.g. http://localhost:8000/v1)")
         return OpenAIBackend(base_url, model, api_key=api_key)
-    raise LingcoderError(f"backend {kind!r}: unknown (known: checkpoint, hf, openai)")
+    if kind == "vllm":
+        if not Path(model).is_dir():
+            raise LingcoderError(f"{model}: checkpoint directory not found (the vllm backend serves a checkpoint)")
+        return VLLMBackend(model)
+    raise LingcoderError(f"backend {kind!r}: unknown (known: checkpoint, hf, openai, vllm)")

@@ -112,16 +112,20 @@ def run_eval(
             },
         )
         generator = make_backend(backend, model, base_url=base_url, device=device)
-        with _progress(progress, Console(stderr=True)) as bar:
-            task = bar.add_task("generating", total=len(bench.problems))
-            generate_samples(
-                bench,
-                generator,
-                samples,
-                mode=mode,
-                settings=settings,
-                on_task_done=lambda: bar.advance(task),
-            )
+        try:
+            with _progress(progress, Console(stderr=True)) as bar:
+                task = bar.add_task("generating", total=len(bench.problems))
+                generate_samples(
+                    bench,
+                    generator,
+                    samples,
+                    mode=mode,
+                    settings=settings,
+                    on_task_done=lambda: bar.advance(task),
+                )
+        finally:
+            if hasattr(generator, "close"):
+                generator.close()  # a vLLM server started for this run
     return evaluate_samples(
         samples,
         out,

@@ -47,6 +47,7 @@ def synth(
     candidates_model: str | None = None,
     candidates_api_key: str | None = None,
     candidates_checkpoint: str | Path | None = None,
+    candidates_engine: str = "lingcoder",
     n_candidates: int = 4,
     candidates_temperature: float = 0.8,
     candidates_max_tokens: int = 512,
@@ -70,7 +71,7 @@ def synth(
     benchmark_filter = BenchmarkFilter(DecontaminationConfig(humaneval, list(benchmarks or [])))
     files, skipped_sources = read_curated(curated)
     candidates = _candidates_backend(candidates_url, candidates_model, candidates_api_key, candidates_checkpoint,
-                                     device) if n_candidates else None
+                                     device, candidates_engine) if n_candidates else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -113,8 +114,12 @@ def synth(
         pairs, source = PairRun(), "none"
     elif candidates is not None:
         backend, name = candidates
-        pairs = model_pairs(verified, backend, name, n=n_candidates, temperature=candidates_temperature,
-                            max_tokens=candidates_max_tokens, **common)
+        try:
+            pairs = model_pairs(verified, backend, name, n=n_candidates, temperature=candidates_temperature,
+                                max_tokens=candidates_max_tokens, **common)
+        finally:
+            if hasattr(backend, "close"):
+                backend.close()  # a vLLM server started for the candidates
         source = f"model {name}"
     else:
         pairs, source = mutation_pairs(verified, reference_seconds, tries=n_candidates, **common), "mutation"
@@ -218,12 +223,19 @@ def _check_candidates(url, model, checkpoint) -> None:
         raise LingcoderError("--candidates-model given without --candidates-url")
 
 
-def _candidates_backend(url, model, api_key, checkpoint, device):
-    """(backend, name) of the model that answers for preference pairs, or None (mutations)."""
+def _candidates_backend(url, model, api_key, checkpoint, device, engine="lingcoder"):
+    """(backend, name) of the model that answers for preference pairs, or None (mutations). A checkpoint runs
+    on `engine`: lingcoder's own, or vLLM's server for the run."""
+    if engine not in ("lingcoder", "vllm"):
+        raise LingcoderError(f"candidates_engine {engine!r}: unknown (known: lingcoder, vllm)")
     if url:
         from lingcoder.evaluate.backends import OpenAIBackend
 
         return OpenAIBackend(url, model, api_key=api_key), model
+    if checkpoint and engine == "vllm":
+        from lingcoder.evaluate.backends import VLLMBackend
+
+        return VLLMBackend(checkpoint), Path(checkpoint).name
     if checkpoint:
         from lingcoder.evaluate.backends import CheckpointBackend
 
