@@ -37,7 +37,7 @@ def main(spec_path: str, out_path: str) -> None:
         del llm
         gc.collect()
     with open(out_path, "w") as f:
-        json.dump({"runs": results}, f)
+        json.dump({"runs": results}, f, default=str)
 
 
 if __name__ == "__main__":  # vLLM starts worker processes that re-import this file
