@@ -6,7 +6,7 @@ else $LINGCODER_VLLM_PYTHON, else this interpreter when it can import vllm, else
 in the working directory (what `make vllm-env` builds). The server is `python -m
 vllm.entrypoints.openai.api_server` (the `vllm` console script of the CPU wheel fails on its package
 metadata). Checkpoints load unchanged: they carry their config class (`auto_map`), so the server is
-started with `--trust-remote-code`.
+started with `--trust-remote-code`, in the dtype the weights are stored in (as lingcoder runs them).
 """
 
 from __future__ import annotations
@@ -56,6 +56,13 @@ def _imports_vllm(python: str) -> bool:
         return False
 
 
+def stored_dtype(model_dir: Path) -> str:
+    """The dtype a checkpoint's weights are stored in (config.json's `torch_dtype`), as lingcoder loads it."""
+    from lingcoder.model.config import BailingMoeConfig
+
+    return BailingMoeConfig.load(model_dir).torch_dtype
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -95,8 +102,8 @@ class VLLMServer:
         cmd = [find_vllm_python(self.python), "-m", "vllm.entrypoints.openai.api_server",
                "--model", str(self.model_dir.absolute()), "--served-model-name", self.model_name,
                "--host", self.host, "--port", str(self.port), "--trust-remote-code"]
-        if self.dtype:
-            cmd += ["--dtype", self.dtype]
+        # vLLM's "auto" runs fp32 checkpoints in 16 bits; lingcoder runs a checkpoint as stored.
+        cmd += ["--dtype", self.dtype or stored_dtype(self.model_dir)]
         if self.max_model_len:
             cmd += ["--max-model-len", str(self.max_model_len)]
         if self.api_key:

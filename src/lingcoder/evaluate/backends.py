@@ -138,8 +138,10 @@ class OpenAIBackend:
     """An OpenAI-compatible HTTP endpoint; `base_url` ends in `/v1` (e.g. http://host:8000/v1)."""
 
     def __init__(
-        self, base_url: str, model: str, api_key: str | None = None, parallel: int = 8, timeout: float = 600.0
+        self, base_url: str, model: str, api_key: str | None = None, parallel: int = 8, timeout: float = 600.0,
+        extra_body: dict | None = None,
     ) -> None:
+        self.extra_body = dict(extra_body or {})  # server-specific request fields
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
@@ -165,6 +167,7 @@ class OpenAIBackend:
 
     def _sampling(self, settings: GenerationSettings) -> dict:
         body = {
+            **self.extra_body,
             "model": self.model,
             "n": settings.n,
             "temperature": settings.temperature,
@@ -202,7 +205,9 @@ class VLLMBackend(OpenAIBackend):
         from lingcoder.vllm_server import VLLMServer
 
         self.server = VLLMServer(model_dir, **server_options).start()
-        super().__init__(self.server.base_url, self.server.model_name, api_key="")
+        # Keep special tokens in the text, as lingcoder's own engine does (vLLM drops them by default).
+        super().__init__(self.server.base_url, self.server.model_name, api_key="",
+                         extra_body={"skip_special_tokens": False})
 
     def close(self) -> None:
         self.server.stop()
