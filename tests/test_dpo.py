@@ -17,14 +17,13 @@ from rich.console import Console
 
 from lingcoder.errors import LingcoderError
 from lingcoder.model import BailingMoeForCausalLM
+from lingcoder.runfiles import complete_checkpoints, read_metrics
 from lingcoder.serve.chat_template import ChatTemplate
 from lingcoder.serve.generate import load_for_generation
 from lingcoder.train.chat import ChatRenderer, preference_pair
 from lingcoder.train.dpo import DPOObjective, dpo, dpo_loss, load_dpo_config, sequence_logprobs
-from lingcoder.train.metrics import read_metrics
 from lingcoder.train.packing import packed_batch
 from lingcoder.train.records import read_examples
-from lingcoder.train.state import complete_checkpoints
 
 from .posttrain_data import dpo_records, lingcoder, make_checkpoint, sft_records, write_config, write_jsonl
 

@@ -107,13 +107,14 @@ def stage_times(run: Path) -> dict[str, str]:
 def test_every_stage_writes_its_outputs(finished_run):
     record = json.loads((finished_run / "recipe.json").read_text())
     assert list(record["stages"]) == ["curate", "tokenizer", "tokenize", "pretrain", "synth", "sft", "dpo",
-                                      "eval", "report"]
+                                      "expert-usage", "eval", "report"]
     assert all(entry["status"] == "done" for entry in record["stages"].values())
     assert (finished_run / "curated" / "stats.json").is_file()
     assert (finished_run / "tokens" / "index.json").is_file()
     checkpoint = Path(record["stages"]["pretrain"]["outputs"][0])
     assert checkpoint.parent == finished_run / "pretrain" / "checkpoints" and (checkpoint / "config.json").is_file()
     assert "humaneval" in (finished_run / "report.html").read_text()
+    assert record["stages"]["expert-usage"]["outputs"] == [str(finished_run / "expert_usage.json")]
     assert (finished_run / "synth" / "sft.jsonl").read_text().count("\n") >= 1
     sft, dpo = (Path(record["stages"][stage]["outputs"][0]) for stage in ("sft", "dpo"))
     assert sft.parent == finished_run / "sft" / "checkpoints" and dpo.parent == finished_run / "dpo" / "checkpoints"

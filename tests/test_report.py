@@ -24,23 +24,23 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from lingcoder import expert_usage as expert_usage_module
 from lingcoder.cli import main
 from lingcoder.data.curate import curate
 from lingcoder.data.decontaminate import humaneval_path
-from lingcoder.data.fim import document_rng
 from lingcoder.data.shards import TokenIndex
+from lingcoder.data.split import is_held_out
 from lingcoder.data.tokenize import tokenize, train_tokenizer_on_parquet
 from lingcoder.errors import LingcoderError
 from lingcoder.evaluate.runner import run_eval
+from lingcoder.expert_usage import cached_expert_usage, expert_usage
 from lingcoder.model import BailingMoeConfig, count_parameters
-from lingcoder.report import expert_usage as expert_usage_module
 from lingcoder.report import write_report
-from lingcoder.report.expert_usage import cached_expert_usage
 from lingcoder.report.page import Section, figure_html, render_page
 from lingcoder.report.plots import subsample
+from lingcoder.runfiles import read_metrics
 from lingcoder.train.config import load_pretrain_config
 from lingcoder.train.loop import pretrain
-from lingcoder.train.metrics import read_metrics
 
 from .conftest import MICRO_MODEL_TABLE, STDLIB_MODULES
 
@@ -155,7 +155,7 @@ def split_seed(curated: Path) -> int:
     rows = pq.read_table(curated / "file", columns=["id", "language"]).to_pylist()
     languages = {r["language"] for r in rows}
     return next(seed for seed in range(1000)
-                if {r["language"] for r in rows if document_rng(r["id"], seed, "split").random() < 0.5} == languages)
+                if {r["language"] for r in rows if is_held_out(r["id"], 0.5, seed)} == languages)
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +192,8 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(run_dir) -> Path:
-    return write_report(run_dir, usage_documents=8, usage_tokens=128)
+    expert_usage(run_dir, max_documents=8, max_tokens=128)
+    return write_report(run_dir)
 
 
 class PageParser(HTMLParser):
@@ -288,7 +289,7 @@ def test_expert_usage_counts_every_held_out_token_k_times_and_is_cached(run_dir,
     index = TokenIndex(run_dir / "tokens").data
     rows = pq.read_table(run_dir / "curated" / "file", columns=["id", "language"]).to_pylist()
     held_out = {r["language"] for r in rows
-                if document_rng(r["id"], index["seed"], "split").random() < index["val_fraction"]}
+                if is_held_out(r["id"], index["val_fraction"], index["seed"])}
     assert set(usage["languages"]) == held_out and {"Python", "JavaScript", "Go", "Shell"} <= held_out
     assert "held out by the tokens/ validation split" in usage["selection"]
     for lang, entry in usage["languages"].items():
@@ -305,6 +306,62 @@ def test_expert_usage_counts_every_held_out_token_k_times_and_is_cached(run_dir,
     assert cached_expert_usage(run_dir, checkpoint, max_documents=8, max_tokens=128) == usage
     with pytest.raises(AssertionError, match="cache should have answered"):  # other settings: computed again
         cached_expert_usage(run_dir, checkpoint, max_documents=4, max_tokens=128)
+
+
+NO_TORCH = """
+import json, sys
+from lingcoder.report import write_report
+write_report(sys.argv[1], sys.argv[2])
+print(json.dumps(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))))
+"""
+
+
+def test_the_full_report_is_built_without_importing_torch(run_dir, report, tmp_path):
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, str(run_dir), str(tmp_path / "r.html")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == []
+    parsed = page(tmp_path / "r.html")
+    assert parsed.sections == dict.fromkeys(SECTIONS, "true") and "expert-usage-by-language" in parsed.figures
+
+
+def test_expert_usage_is_read_from_its_json_which_the_report_never_writes(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("report.html"))
+    (run / "expert_usage.json").unlink()
+    parsed = page(write_report(run))
+    assert parsed.sections["expert-usage"] == "false" and not (run / "expert_usage.json").exists()
+    assert "no expert_usage.json in this run directory" in (run / "report.html").read_text()
+
+    shutil.copy(run_dir / "expert_usage.json", run / "expert_usage.json")
+    assert page(write_report(run)).sections["expert-usage"] == "true"
+    assert "computed from another checkpoint" not in (run / "report.html").read_text()
+    weights = sorted((run / "pretrain" / "checkpoints").glob("*/model*.safetensors"))[-1]  # the final one's
+    weights.write_bytes(weights.read_bytes())  # rewritten weights: the counts no longer describe them
+    write_report(run)
+    assert "computed from another checkpoint than the final one" in (run / "report.html").read_text()
+
+
+def test_expert_usage_says_why_there_is_nothing_to_count(run_dir, tmp_path, monkeypatch, capsys):
+    with pytest.raises(LingcoderError, match="no complete checkpoint under pretrain/"):
+        expert_usage(tmp_path)
+    shutil.copytree(run_dir / "pretrain", tmp_path / "pretrain")
+    with pytest.raises(LingcoderError, match=r"no curated file-level documents"):
+        expert_usage(tmp_path)
+    code, err = lingcoder(monkeypatch, capsys, "expert-usage", str(tmp_path))
+    assert code == 2 and "nothing to count" in err and "Traceback" not in err
+
+
+def test_cli_computes_expert_usage(run_dir, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    for part in ("curated", "tokens", "pretrain"):
+        shutil.copytree(run_dir / part, run / part)
+    code, err = lingcoder(monkeypatch, capsys, "expert-usage", str(run), "--documents", "2", "--tokens", "32")
+    assert code == 0, err
+    assert f"expert usage -> {run / 'expert_usage.json'}" in err
+    usage = json.loads((run / "expert_usage.json").read_text())
+    assert usage["key"]["max_documents"] == 2 and usage["key"]["max_tokens"] == 32
+    assert all(1 <= entry["documents"] <= 2 and entry["tokens"] <= 64 for entry in usage["languages"].values())
 
 
 # -- partial and malformed run directories ---------------------------------------------------------
@@ -366,8 +423,8 @@ MALFORMED = [
 def test_bad_arguments_are_clear_errors(tmp_path):
     with pytest.raises(LingcoderError, match="no such run directory"):
         write_report(tmp_path / "nope")
-    with pytest.raises(LingcoderError, match="usage_documents and usage_tokens must be >= 1"):
-        write_report(tmp_path, usage_documents=0)
+    with pytest.raises(LingcoderError, match="max_documents and max_tokens must be >= 1"):
+        expert_usage(tmp_path, max_documents=0)
 
 
 @pytest.mark.parametrize(("name", "content", "message"), MALFORMED)
@@ -393,8 +450,7 @@ def lingcoder(monkeypatch, capsys, *args) -> tuple[int, str]:
 
 def test_cli_writes_the_report_and_reports_bad_input_in_one_line(run_dir, tmp_path, monkeypatch, capsys):
     shutil.copytree(run_dir / "experiment", tmp_path / "run" / "experiment")
-    code, err = lingcoder(monkeypatch, capsys, "report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html"),
-                          "--usage-documents", "4")
+    code, err = lingcoder(monkeypatch, capsys, "report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html"))
     assert code == 0, err
     assert f"report -> {tmp_path / 'r.html'}" in err
     assert set(page(tmp_path / "r.html").figures) == {"experiment-moe_vs_dense", "experiment-curated_vs_raw"}

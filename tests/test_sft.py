@@ -14,12 +14,12 @@ from rich.console import Console
 
 from lingcoder.errors import LingcoderError
 from lingcoder.model import BailingMoeForCausalLM
+from lingcoder.runfiles import read_metrics
 from lingcoder.serve.chat_template import ChatTemplate
 from lingcoder.serve.generate import generate, load_for_generation
 from lingcoder.train.chat import ChatRenderer, conversation
 from lingcoder.train.config import load_pretrain_config
 from lingcoder.train.dpo import load_dpo_config
-from lingcoder.train.metrics import read_metrics
 from lingcoder.train.packing import packed_batch
 from lingcoder.train.records import read_examples
 from lingcoder.train.sft import SFTObjective, load_sft_config, sft

@@ -387,17 +387,26 @@ def eval_command(
 def report_command(
     run_dir: Annotated[str, typer.Argument(help="A run directory (as `lingcoder recipe` writes it).")],
     out: Annotated[str | None, typer.Option(help="Output HTML file (default: RUN_DIR/report.html).")] = None,
-    device: Annotated[str, typer.Option(help="Device for the expert-usage pass of the final checkpoint.")] = "cpu",
-    usage_documents: Annotated[
-        int, typer.Option(help="Held-out documents per language for the expert-usage pass.")
-    ] = 32,
-    usage_tokens: Annotated[int, typer.Option(help="Tokens of each document for the expert-usage pass.")] = 512,
 ) -> None:
     """Write a self-contained HTML report of a run: curation, training, experts, evaluation, model card."""
     from lingcoder.report import write_report
 
-    path = write_report(run_dir, out, device=device, usage_documents=usage_documents, usage_tokens=usage_tokens)
+    path = write_report(run_dir, out)
     console.print(f"report -> {path}", soft_wrap=True)
+
+
+@app.command("expert-usage")
+def expert_usage_command(
+    run_dir: Annotated[str, typer.Argument(help="A run directory (as `lingcoder recipe` writes it).")],
+    documents: Annotated[int, typer.Option(help="Held-out documents per language.")] = 32,
+    tokens: Annotated[int, typer.Option(help="Tokens of each document.")] = 512,
+    device: Annotated[str, typer.Option(help="Device to run the final checkpoint on.")] = "cpu",
+) -> None:
+    """Count which experts each language uses in the run's final checkpoint -> RUN_DIR/expert_usage.json."""
+    from lingcoder.expert_usage import expert_usage
+
+    path = expert_usage(run_dir, max_documents=documents, max_tokens=tokens, device=device)
+    console.print(f"expert usage -> {path}", soft_wrap=True)
 
 
 # -- synth -----------------------------------------------------------------------------------------

@@ -36,9 +36,9 @@ from rich.table import Table
 from lingcoder.data.shards import TokenIndex
 from lingcoder.errors import LingcoderError
 from lingcoder.model.config import count_parameters
+from lingcoder.runfiles import read_metrics
 from lingcoder.train.config import pretrain_config_from_dict
 from lingcoder.train.loop import pretrain, validation_loss_sum
-from lingcoder.train.metrics import read_metrics
 
 PARTS = ("moe_vs_dense", "curated_vs_raw")
 HELDOUT_SOURCE = "file-high"

@@ -2,7 +2,7 @@
 
 The stages run in order, each writing its files into one run directory RUN:
 
-    curate -> tokenizer -> tokenize -> pretrain -> synth -> sft -> dpo -> eval -> report
+    curate -> tokenizer -> tokenize -> pretrain -> synth -> sft -> dpo -> expert-usage -> eval -> report
 
 `RUN/recipe.json` records, per stage, a fingerprint of what shaped its output (its own config tables
 plus the fingerprint of the stage before it), its wall time and its outputs. A stage is skipped when
@@ -35,10 +35,10 @@ from rich.table import Table
 
 from lingcoder.config import apply_overrides, from_dict, load_toml
 from lingcoder.errors import LingcoderError
+from lingcoder.runfiles import complete_checkpoints, no_expert_usage_reason
 from lingcoder.train.config import pretrain_config_from_dict
 from lingcoder.train.dpo import DPOConfig
 from lingcoder.train.sft import SFTConfig
-from lingcoder.train.state import complete_checkpoints
 
 RECORD = "recipe.json"
 
@@ -229,6 +229,16 @@ def _eval(run: Run, resume: bool) -> list[Path]:
     return [out]
 
 
+def _expert_usage(run: Run, resume: bool) -> list[Path]:
+    from lingcoder.expert_usage import expert_usage
+
+    reason = no_expert_usage_reason(run.dir)
+    if reason:  # a dense model, say: the report says so too
+        run.console.print(f"nothing to count: {reason}")
+        return []
+    return [expert_usage(run.dir)]
+
+
 def _report(run: Run, resume: bool) -> list[Path]:
     from lingcoder.report import write_report
 
@@ -247,6 +257,7 @@ STAGES = (
     Stage("synth", _tables("synth"), _synth, needs_table="synth", check=_synth_settings),
     Stage("sft", _tables("sft"), _posttrain("sft"), needs_table="sft", check=_check(SFTConfig, "sft")),
     Stage("dpo", _tables("dpo"), _posttrain("dpo"), needs_table="dpo", check=_check(DPOConfig, "dpo")),
+    Stage("expert-usage", lambda data: None, _expert_usage),
     Stage("eval", _tables("eval"), _eval, needs_table="eval", check=_check(EvalStageConfig, "eval")),
     Stage("report", lambda data: None, _report, always=True),
 )

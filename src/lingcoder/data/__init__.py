@@ -1,1 +1,1 @@
-"""Data: curation (PAPER.md section 2; `curate.py` is the entry point), tokenizer training, tokenization."""
+"""Data: curation (docs/pipeline.md; `curate.py` is the entry point), tokenizer training, tokenization."""

@@ -8,13 +8,12 @@ applied in the quality step as `classifier_prob`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from lingcoder.errors import LingcoderError
+from lingcoder.jsonl import JsonlReader
 
 N_FEATURES = 2**18
 TOKEN_PATTERN = r"[A-Za-z_0-9]+"
@@ -36,24 +35,14 @@ def _vectorizer():
 def read_labelled(path: str) -> tuple[list[str], list[int]]:
     texts, labels = [], []
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LingcoderError(f"classifier data {path}: cannot read ({exc})") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LingcoderError(f"classifier data {path} line {lineno}: invalid JSON ({exc.msg})") from None
-        if (
-            not isinstance(record, dict)
-            or not isinstance(record.get("content"), str)
-            or record.get("label") not in (0, 1, True, False)
-        ):
+        lines = list(JsonlReader(path))
+    except LingcoderError as exc:
+        raise LingcoderError(f"classifier data {exc}") from None
+    for line in lines:
+        record = line.value
+        if not isinstance(record.get("content"), str) or record.get("label") not in (0, 1, True, False):
             raise LingcoderError(
-                f"classifier data {path} line {lineno}: need `content` (string) and "
-                "`label` (0/1 or false/true)"
+                f"classifier data {line.where}: need `content` (string) and `label` (0/1 or false/true)"
             )
         texts.append(record["content"])
         labels.append(int(record["label"]))

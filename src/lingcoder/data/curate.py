@@ -1,6 +1,6 @@
 """`lingcoder curate`: raw repositories -> curated, deduplicated, decontaminated documents.
 
-The pipeline (PAPER.md section 2) as datatrove stages, run by datatrove's local, Ray or Slurm
+The pipeline (docs/pipeline.md) as datatrove stages, run by datatrove's local, Ray or Slurm
 executor (`executors.py`):
 
 1. per file, `tasks` shards: read sources -> decode & size -> language -> rule filters -> PII &

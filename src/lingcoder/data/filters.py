@@ -1,5 +1,5 @@
 """Step 1 (decoding and size) and step 2 (rule filters after StarCoder / The Stack, plus the Ling
-extras from PAPER.md section 2). One class per rule; every threshold is a named field of
+extras, docs/pipeline.md). One class per rule; every threshold is a named field of
 `RuleThresholds` and every drop carries a reason and a detail with the measured value.
 
 Reasons: `decode_size`: the reader's problems (`unreadable`, `vanished`, `symlink`,

@@ -19,7 +19,6 @@ becomes one marked document naming the file and line.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -34,6 +33,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 from lingcoder.errors import LingcoderError
+from lingcoder.jsonl import JsonlReader, UnreadableFile
 
 IGNORED_DIRS = {".git", ".hg", ".svn", "__pycache__"}
 BINARY_SNIFF_BYTES = 8192
@@ -377,37 +377,25 @@ def _grouped_by_repo(docs: list[Document]) -> Iterator[Document]:
 
 
 def read_jsonl(path: str, max_bytes: int) -> Iterator[Document]:
+    """Documents of a JSONL(.gz) file; a line that is not JSON (or not UTF-8) becomes a marked empty
+    document, so every line is accounted for."""
     name = os.path.basename(path)
-    docs: list[Document] = []
+    reader = JsonlReader(path, on_error="skip", objects_only=False)
+    numbered: list[tuple[int, Document]] = []
+    unreadable = None
     try:
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rb") as fh:
-            for lineno, raw in enumerate(fh, 1):
-                if not raw.strip():
-                    continue
-                where = f"line {lineno}"
-                try:
-                    record = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    docs.append(
-                        make_document(
-                            "",
-                            name,
-                            where,
-                            path,
-                            len(raw),
-                            problem="malformed_record",
-                            detail=f"{name} {where}: invalid JSON: {exc}",
-                            key=lineno,
-                        )
-                    )
-                    continue
-                docs.append(_record_document(record, path, where, lineno, max_bytes))
-    except (OSError, EOFError) as exc:
-        docs.append(
-            make_document("", name, "", path, 0, problem="unreadable", detail=f"{name}: {exc}", key="file")
-        )
-    yield from _grouped_by_repo(docs)
+        for line in reader:
+            numbered.append((line.lineno, _record_document(line.value, path, f"line {line.lineno}", line.lineno,
+                                                           max_bytes)))
+    except UnreadableFile as exc:
+        unreadable = make_document("", name, "", path, 0, problem="unreadable", detail=str(exc), key="file")
+    for bad in reader.skipped:  # not JSON or not UTF-8, in line order among the good ones
+        where = f"line {bad.lineno}"
+        numbered.append((bad.lineno, make_document("", name, where, path, bad.size, problem="malformed_record",
+                                                   detail=f"{name} {where}: {bad.kind}: {bad.detail}",
+                                                   key=bad.lineno)))
+    docs = [doc for _, doc in sorted(numbered, key=lambda pair: pair[0])]
+    yield from _grouped_by_repo(docs + ([unreadable] if unreadable else []))
 
 
 def read_parquet(path: str, max_bytes: int) -> Iterator[Document]:

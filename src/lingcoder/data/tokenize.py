@@ -19,8 +19,9 @@ from datatrove.pipeline.base import PipelineStep
 from tokenizers import Tokenizer
 
 from lingcoder.data.executors import ExecutorConfig, run_stages
-from lingcoder.data.fim import FimConfig, document_rng, encode_document
+from lingcoder.data.fim import FimConfig, encode_document
 from lingcoder.data.shards import SPLITS, ShardWriter, TokenIndex, token_dtype, write_index
+from lingcoder.data.split import is_held_out
 from lingcoder.data.tokenizer import EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, save_tokenizer, train_tokenizer
 from lingcoder.errors import LingcoderError
 
@@ -48,7 +49,7 @@ class TokenShardWriter(PipelineStep):
         try:
             for doc in data:
                 with self.track_time():
-                    val = document_rng(doc.id, self.seed, "split").random() < self.val_fraction
+                    val = is_held_out(doc.id, self.val_fraction, self.seed)
                     ids, layout = encode_document(tokenizer, doc.text, doc.id, self.fim)
                     split = "val" if val else "train"
                     writers[split].add([eos, *ids])

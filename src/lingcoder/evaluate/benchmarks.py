@@ -17,8 +17,6 @@ MBPP task ids are `Mbpp/<n>` (EvalPlus style); samples may also say `<n>`.
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from pathlib import Path
 
 from lingcoder.errors import LingcoderError
 from lingcoder.evaluate.languages import get_language
+from lingcoder.jsonl import JsonlReader
 
 PYTHON_STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
 
@@ -146,19 +145,8 @@ def read_rows(path: Path) -> Iterator[tuple[int, str, dict]]:
         for i, row in enumerate(pq.read_table(path).to_pylist(), 1):
             yield i, f"{path}:row {i}", row
         return
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LingcoderError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise LingcoderError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            yield lineno, where, row
+    for line in JsonlReader(path):
+        yield line.lineno, line.where, line.value
 
 
 def _need(row: dict, where: str, *keys: str) -> list:

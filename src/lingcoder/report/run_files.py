@@ -1,8 +1,10 @@
-"""Reading a run directory for the report: each stage's files parsed and checked.
+"""Reading a run directory for the report: each stage's files parsed and checked (no torch: the
+files training leaves come through `lingcoder.runfiles`, expert usage is read from its JSON).
 
 Every reader returns None (or an empty list) when its stage did not run, and raises a
 `LingcoderError` naming the file when a file is there but malformed. The layout is the one
-`lingcoder recipe` writes (curated/, tokens/, pretrain/, sft/, dpo/, eval/, experiment/, recipe.json).
+`lingcoder recipe` writes (curated/, tokens/, pretrain/, sft/, dpo/, eval/, experiment/,
+expert_usage.json, recipe.json).
 """
 
 from __future__ import annotations
@@ -11,16 +13,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from lingcoder.data.quality import QualityConfig
 from lingcoder.errors import LingcoderError
-from lingcoder.evaluate.benchmarks import read_rows
-from lingcoder.train.metrics import read_metrics
-from lingcoder.train.state import complete_checkpoints
+from lingcoder.jsonl import JsonlReader
+from lingcoder.runfiles import EXPERT_USAGE, METRICS, read_metrics, read_parquet_rows
 
-TRAINING_STAGES = ("pretrain", "sft", "dpo")  # in the order a recipe runs them
 STATS_KEYS = ("documents_in", "bytes_in", "kept", "dropped", "unaccounted", "high_quality", "low_quality",
               "by_step", "by_language")
 SUMMARY_KEYS = ("benchmark", "k", "pass_at_k", "per_language")
@@ -39,11 +36,11 @@ def read_json(path: Path) -> dict:
 
 
 def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
-    """The JSON objects of a JSONL file (the eval harness's reader), each checked for the `required` keys."""
+    """The JSON objects of a JSONL file, each checked for the `required` keys."""
     rows = []
-    for _, where, row in read_rows(path):
-        require(row, required, where)
-        rows.append(row)
+    for line in JsonlReader(path):
+        require(line.value, required, line.where)
+        rows.append(line.value)
     return rows
 
 
@@ -53,17 +50,6 @@ def require(data: dict, keys: tuple[str, ...], where: str | Path) -> None:
     missing = [k for k in keys if k not in data]
     if missing:
         raise LingcoderError(f"{where}: missing {', '.join(missing)}")
-
-
-def read_parquet_rows(folder: Path, columns: list[str]) -> list[dict]:
-    """Rows of every Parquet file under `folder` (sorted), only `columns`."""
-    rows = []
-    for path in sorted(folder.rglob("*.parquet")):
-        try:
-            rows.extend(pq.read_table(path, columns=columns).to_pylist())
-        except (pa.ArrowException, OSError) as exc:
-            raise LingcoderError(f"{path}: unreadable Parquet ({exc})") from None
-    return rows
 
 
 def load_recipe(run: Path) -> dict | None:
@@ -119,23 +105,23 @@ def find_setting(config, key: str):
 
 def load_metrics(run: Path, stage: str) -> list[dict] | None:
     """RUN/<stage>/metrics.jsonl records (last record of each (kind, step) wins), or None."""
-    path = run / stage / "metrics.jsonl"
+    path = run / stage / METRICS
+    return read_metrics(path) if path.is_file() else None
+
+
+USAGE_KEYS = ("checkpoint", "moe_layers", "num_experts", "languages", "selection", "key")
+
+
+def load_expert_usage(run: Path) -> dict | None:
+    """RUN/expert_usage.json (see lingcoder.expert_usage), checked for what the report draws, or None."""
+    path = run / EXPERT_USAGE
     if not path.is_file():
         return None
-    try:
-        return read_metrics(path)
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-        read_jsonl(path, required=("step",))  # names the bad line where one is
-        raise LingcoderError(f"{path}: not a metrics file ({exc!r})") from None
-
-
-def final_checkpoint(run: Path) -> Path | None:
-    """The last complete checkpoint of the last training stage that wrote one."""
-    for stage in reversed(TRAINING_STAGES):
-        found = complete_checkpoints(run / stage / "checkpoints")
-        if found:
-            return found[-1]
-    return None
+    usage = read_json(path)
+    require(usage, USAGE_KEYS, path)
+    for language, entry in usage["languages"].items() if isinstance(usage["languages"], dict) else []:
+        require(entry, ("documents", "tokens", "tokens_per_expert"), f"{path} [languages.{language}]")
+    return usage
 
 
 @dataclass

@@ -14,17 +14,16 @@ from lingcoder.errors import LingcoderError
 from lingcoder.evaluate.execution import VERDICTS
 from lingcoder.model import BailingMoeConfig, count_parameters
 from lingcoder.report import plots
-from lingcoder.report.expert_usage import cached_expert_usage
 from lingcoder.report.page import Section, not_run, preformatted, table_html
 from lingcoder.report.plots import human_bytes
 from lingcoder.report.run_files import (
     EXPERIMENT_PARTS,
-    final_checkpoint,
     load_curation,
     load_evals,
     load_experiment,
+    load_expert_usage,
 )
-from lingcoder.train.state import complete_checkpoints
+from lingcoder.runfiles import complete_checkpoints, final_checkpoint, no_expert_usage_reason, weights_signature
 
 
 def relative(path: Path, run: Path) -> str:
@@ -176,20 +175,24 @@ def rectangular(values: list, path: Path, key: str) -> np.ndarray:
 
 
 # -- 4. experts per language ---------------------------------------------------------------------
-def expert_usage_section(run: Path, max_documents: int, max_tokens: int, device: str) -> Section:
+def expert_usage_section(run: Path) -> Section:
     title = "4. Which experts each language uses"
-    checkpoint = final_checkpoint(run)
-    if checkpoint is None:
-        return not_run("expert-usage", title, "no complete checkpoint under pretrain/, sft/ or dpo/.")
-    if not any((run / "curated" / "file").rglob("*.parquet")):
-        return not_run("expert-usage", title, "no curated file-level documents (curated/file/) to run it on.")
-    config = BailingMoeConfig.load(checkpoint)
-    if not any(map(config.is_moe_layer, range(config.num_hidden_layers))):
-        return not_run("expert-usage", title, f"{relative(checkpoint, run)} is a dense model: it has no experts.")
-    usage = cached_expert_usage(run, checkpoint, max_documents=max_documents, max_tokens=max_tokens, device=device)
+    reason = no_expert_usage_reason(run)
+    if reason:
+        return not_run("expert-usage", title, reason)
+    usage = load_expert_usage(run)
+    if usage is None:
+        return not_run("expert-usage", title, "no expert_usage.json in this run directory (`lingcoder expert-usage "
+                                              "RUN` computes it from the final checkpoint).")
     section = Section("expert-usage", title)
-    section.text(f"Checkpoint {usage['checkpoint']}; documents: {usage['selection']}, at most {max_documents} per "
-                 f"language, first {max_tokens} tokens of each. Cached in expert_usage.json.")
+    key = usage["key"] if isinstance(usage["key"], dict) else {}
+    section.text(f"Checkpoint {usage['checkpoint']}; documents: {usage['selection']}, at most "
+                 f"{key.get('max_documents', '?')} per language, first {key.get('max_tokens', '?')} tokens of each. "
+                 "Read from expert_usage.json (written by `lingcoder expert-usage`).")
+    checkpoint = final_checkpoint(run)
+    if key.get("checkpoint") != relative(checkpoint, run) or key.get("weights") != weights_signature(checkpoint):
+        section.note(f"expert_usage.json was computed from another checkpoint than the final one "
+                     f"({relative(checkpoint, run)}): run `lingcoder expert-usage` again to bring it up to date.")
     languages = sorted((lang for lang, u in usage["languages"].items() if u["tokens"]),
                        key=lambda lang: -usage["languages"][lang]["tokens"])
     if not languages:

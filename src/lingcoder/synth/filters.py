@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
-from lingcoder.data.decontaminate import DecontaminationConfig, NgramIndex, humaneval_path, load_benchmark, tokens
+from lingcoder.data.decontaminate import DecontaminationConfig, NgramIndex, benchmark_texts, humaneval_path, tokens
 from lingcoder.synth.samples import Sample
 
 
@@ -41,9 +41,9 @@ class BenchmarkFilter:
 
     def __init__(self, config: DecontaminationConfig | None = None) -> None:
         self.config = config or DecontaminationConfig()
-        items = load_benchmark(humaneval_path(), "HumanEval") if self.config.humaneval else []
+        items = benchmark_texts(humaneval_path(), "HumanEval") if self.config.humaneval else []
         for path in self.config.benchmark_files:
-            items += load_benchmark(path)
+            items += benchmark_texts(path)
         self.benchmarks = sorted({benchmark for benchmark, _, _ in items})
         self.index = NgramIndex(items, self.config.ngram_size, self.config.stride) if items else None
 

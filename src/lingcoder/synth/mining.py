@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from lingcoder.errors import LingcoderError
 from lingcoder.synth.extract import BUILTIN_NAMES, ModuleContext, NotSelfContained, free_names
-from lingcoder.synth.samples import REPLY_FORMAT, Batch, Drop, Origin, Sample
+from lingcoder.synth.samples import REPLY_FORMAT, Drop, Origin, Sample, SourceOutput
 
 if TYPE_CHECKING:
     from lingcoder.synth.corpus import CorpusFile
@@ -84,7 +84,7 @@ class FileFacts:
     asserts: tuple[tuple[str, str], ...] = ()
 
 
-def mine(files: list[CorpusFile], workers: int = 1) -> tuple[Batch, DocumentCounts, list[Seed]]:
+def mine(files: list[CorpusFile], workers: int = 1) -> tuple[SourceOutput, DocumentCounts, list[Seed]]:
     """Candidates from every function of every Python document, the document counts, and seeds."""
     counts = DocumentCounts(read=len(files))
     python = []
@@ -109,7 +109,7 @@ def mine(files: list[CorpusFile], workers: int = 1) -> tuple[Batch, DocumentCoun
     return batch, counts, seeds
 
 
-def assemble(facts: list[FileFacts]) -> tuple[Batch, list[Seed]]:
+def assemble(facts: list[FileFacts]) -> tuple[SourceOutput, list[Seed]]:
     """Decide every function's fate now that the asserts of the whole corpus are known."""
     defined: dict[tuple[str, str], int] = defaultdict(int)
     for file in facts:
@@ -121,7 +121,7 @@ def assemble(facts: list[FileFacts]) -> tuple[Batch, list[Seed]]:
             found = asserts[(file.repo, name)]
             if defined[(file.repo, name)] == 1 and text not in found and len(found) < MAX_ASSERTS:
                 found.append(text)
-    batch, seeds = Batch(), []
+    batch, seeds = SourceOutput(), []
     for file in facts:
         for fn in file.functions:
             origin = Origin("mined", fn.where)

@@ -55,14 +55,14 @@ class Drop:
 
 
 @dataclass
-class Batch:
+class SourceOutput:
     """What a source produced: samples to go on, drops, and how many candidates it looked at."""
 
     samples: list[Sample] = field(default_factory=list)
     drops: list[Drop] = field(default_factory=list)
     seen: dict[str, int] = field(default_factory=dict)
 
-    def extend(self, other: Batch) -> None:
+    def extend(self, other: SourceOutput) -> None:
         self.samples += other.samples
         self.drops += other.drops
         for kind, count in other.seen.items():

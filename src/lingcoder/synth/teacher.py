@@ -1,6 +1,6 @@
 """Problems written by a teacher model (any OpenAI-compatible endpoint: vLLM, `lingcoder serve`).
 
-Two generators (PAPER.md section 2), each attempt a candidate accounted for in the funnel:
+Two generators (docs/pipeline.md, "Synthetic data"), each attempt a candidate accounted for in the funnel:
 - `magpie`: the teacher's chat template up to the start of a user turn goes to /v1/completions,
   so the model writes the user's question itself (Ling's template by default; for another teacher
   pass its own, e.g. `<|im_start|>user\n` with stop `<|im_end|>`); the question is then sent as a chat turn and the
@@ -28,7 +28,7 @@ from lingcoder.synth.parsing import (
     parse_question,
     reply_format,
 )
-from lingcoder.synth.samples import REPLY_FORMAT, Batch, Drop, Origin, Sample
+from lingcoder.synth.samples import REPLY_FORMAT, Drop, Origin, Sample, SourceOutput
 
 MODES = ("magpie", "evolved")
 LING_MAGPIE_PREFIX = (
@@ -79,16 +79,16 @@ class Teacher:
         self.backend, self.config, self.seed = backend, config, seed
         self.counts = TeacherCounts()
 
-    def generate(self, seeds: list[Seed]) -> Batch:
-        batch = Batch()
+    def generate(self, seeds: list[Seed]) -> SourceOutput:
+        batch = SourceOutput()
         if "magpie" in self.config.modes:
             batch.extend(self.magpie())
         if "evolved" in self.config.modes:
             batch.extend(self.evolved(seeds))
         return batch
 
-    def magpie(self) -> Batch:
-        batch = Batch(seen={"magpie": self.config.problems})
+    def magpie(self) -> SourceOutput:
+        batch = SourceOutput(seen={"magpie": self.config.problems})
         origins = [Origin("magpie", f"magpie #{i}") for i in range(self.config.problems)]
         texts = []
         for start in range(0, self.config.problems, MAGPIE_PER_REQUEST):  # n samples per request, seeded apart
@@ -105,9 +105,9 @@ class Teacher:
                 batch.samples.append(_sample(origin, parsed, "magpie"))
         return batch
 
-    def evolved(self, seeds: list[Seed]) -> Batch:
+    def evolved(self, seeds: list[Seed]) -> SourceOutput:
         chosen = random.Random(self.seed).sample(seeds, min(self.config.problems, len(seeds)))
-        batch = Batch(seen={"evolved": len(chosen)})
+        batch = SourceOutput(seen={"evolved": len(chosen)})
         origins = [Origin("evolved", f"evolved #{i} from {s.origin.where}") for i, s in enumerate(chosen)]
         asks = [[_user(f"Here is a piece of Python code:\n\n```python\n{s.code[:MAX_SEED_CHARS]}\n```\n\n"
                        "Name the single most important programming knowledge point (a concept, algorithm or "
@@ -137,7 +137,7 @@ class Teacher:
         self.counts.requests["completions" if kind == "complete" else "chat"] += len(items)
         return ask_each(self.backend, kind, items, settings)
 
-    def _read(self, batch: Batch, origin: Origin, reply: list[str] | str, parse):
+    def _read(self, batch: SourceOutput, origin: Origin, reply: list[str] | str, parse):
         """parse(the reply's text), or None after recording why the attempt is dropped."""
         if isinstance(reply, str):
             self.counts.failed_requests += 1

@@ -1,4 +1,4 @@
-"""The pretraining config: model, data, optimiser and a list of phases (PAPER.md section 3).
+"""The pretraining config: model, data, optimiser and a list of phases (docs/training.md).
 
 A TOML file has a `[model]` table (see `resolve_model_config`), `[data]`, `[train]` and one
 `[[phases]]` table per phase, each with its token budget, mixture and `[phases.schedule]`.

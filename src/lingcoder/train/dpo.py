@@ -1,4 +1,4 @@
-"""`lingcoder dpo`: direct preference optimisation (PAPER.md section 3: Ling-Coder-DPO), sigmoid loss.
+"""`lingcoder dpo`: direct preference optimisation (Ling-Coder-DPO, docs/training.md), sigmoid loss.
 
 Records: `{"mid", "prompt", "chosen", "rejected"}`. The prompt is the human turn and each answer the
 assistant turn of the chat template; a sequence's log-probability is the sum over its answer tokens and

@@ -88,13 +88,3 @@ class MetricsSink:
     def close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    """Records of a metrics.jsonl; for a resumed run, the last record of each (kind, step) wins."""
-    records: dict[tuple, dict] = {}
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            records[(record.get("kind"), record["step"])] = record
-    return sorted(records.values(), key=lambda r: (r["step"], r.get("kind", "")))

@@ -23,11 +23,12 @@ from rich.console import Console
 from lingcoder.config import ConfigError, apply_overrides, from_dict, load_toml
 from lingcoder.errors import LingcoderError
 from lingcoder.model import BailingMoeConfig, count_parameters
+from lingcoder.runfiles import complete_checkpoints, read_metrics
 from lingcoder.train.chat import ChatRenderer
 from lingcoder.train.config import TrainConfig, check_train_fields
 from lingcoder.train.distributed import init_distributed
 from lingcoder.train.loop import TrainingRun, build_model, check_memory, progress_bar, start_training, train_step
-from lingcoder.train.metrics import flops_per_token, peak_flops, read_metrics
+from lingcoder.train.metrics import flops_per_token, peak_flops
 from lingcoder.train.packing import (
     PackedBatch,
     pack,
@@ -39,7 +40,6 @@ from lingcoder.train.packing import (
 )
 from lingcoder.train.records import Example, read_examples, write_bad_records
 from lingcoder.train.schedules import ScheduleConfig, learning_rate
-from lingcoder.train.state import complete_checkpoints
 
 C = TypeVar("C", bound="PostTrainConfig")
 

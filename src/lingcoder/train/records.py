@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lingcoder.errors import LingcoderError
+from lingcoder.jsonl import JsonlReader
 from lingcoder.train.chat import BadRecord, ChatRenderer, Rendered
 
 
@@ -50,37 +51,33 @@ def read_examples(paths: list[str], to_conversations: Callable[[dict], list[list
     for path in paths:
         if not Path(path).is_file():
             raise LingcoderError(f"{table}.data: {path}: file not found")
-        with open(path, "rb") as f:
-            for number, line in enumerate(f, 1):
-                records.read += 1
-                where = f"{path}:{number}"
-                try:
-                    records.examples.append(_example(where, line, to_conversations, renderer, max_tokens, table))
-                except BadRecord as exc:
-                    if on_bad_record == "fail":
-                        raise LingcoderError(f"{where}: {exc} (set {table}.on_bad_record=\"skip\" to skip bad "
-                                             "records)") from None
-                    records.bad.append({"where": where, "kind": exc.kind, "reason": str(exc)})
+        reader = JsonlReader(path, on_error="skip", blank_lines="bad")  # lines that are not records, in order
+        bad: list[tuple[int, dict]] = []  # records that are not examples
+        for line in reader:
+            try:
+                records.examples.append(_example(line.where, line.value, to_conversations, renderer, max_tokens,
+                                                 table))
+            except BadRecord as exc:
+                bad.append((line.lineno, {"where": line.where, "kind": exc.kind, "reason": str(exc)}))
+            if on_bad_record == "fail" and (bad or reader.skipped):
+                break
+        bad += [(b.lineno, {"where": b.where, "kind": b.kind, "reason": str(BadRecord(b.kind, b.detail))})
+                for b in reader.skipped]
+        bad.sort(key=lambda pair: pair[0])
+        if on_bad_record == "fail" and bad:
+            first = bad[0][1]
+            raise LingcoderError(f"{first['where']}: {first['reason']} (set {table}.on_bad_record=\"skip\" to skip "
+                                 "bad records)")
+        records.read += reader.lines_read
+        records.bad += [entry for _, entry in bad]
     if not records.examples:
         raise LingcoderError(f"{table}.data: none of the {records.read} records is usable"
                              + (f", e.g. {records.bad[0]['where']}: {records.bad[0]['reason']}" if records.bad else ""))
     return records
 
 
-def _example(where: str, line: bytes, to_conversations, renderer: ChatRenderer, max_tokens: int, table: str
+def _example(where: str, record: dict, to_conversations, renderer: ChatRenderer, max_tokens: int, table: str
              ) -> Example:
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRecord("not UTF-8", str(exc)) from None
-    if not text.strip():
-        raise BadRecord("empty line")
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadRecord("not JSON", str(exc)) from None
-    if not isinstance(record, dict):
-        raise BadRecord("not an object", f"a JSON {type(record).__name__}")
     conversations = to_conversations(record)
     sequences = [renderer.render(c) for c in conversations]
     total = sum(len(s) for s in sequences)

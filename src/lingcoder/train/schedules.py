@@ -1,5 +1,5 @@
 """Learning-rate schedules of a phase: warm-up, then constant / multi-step / cosine / inverse
-square root / WSD, each going from `lr_start` to `lr_end` over the phase's steps (PAPER.md section 3).
+square root / WSD, each going from `lr_start` to `lr_end` over the phase's steps (docs/training.md).
 """
 
 from __future__ import annotations

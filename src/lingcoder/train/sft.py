@@ -1,4 +1,4 @@
-"""`lingcoder sft`: supervised fine-tuning on chat records (PAPER.md section 3: Ling-Coder-SFT), the loss
+"""`lingcoder sft`: supervised fine-tuning on chat records (Ling-Coder-SFT, docs/training.md), the loss
 on the assistant's tokens only, conversations packed into rows, several epochs.
 
 Records: Ling-Coder-SFT style `{"mid", "messages": [{"role": "HUMAN"|"ASSISTANT"|"SYSTEM", "content"}],

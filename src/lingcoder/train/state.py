@@ -4,14 +4,13 @@ and `--resume` continues exactly.
 
 A checkpoint is written into `step-N.tmp/` and renamed to `step-N/` only when complete, so a kill
 at any moment leaves the previous complete checkpoint intact; leftover `.tmp` folders are ignored
-and cleaned up.
+and cleaned up. Finding complete checkpoints needs no torch: `lingcoder.runfiles`.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 
@@ -28,10 +27,9 @@ from torch.distributed.checkpoint.state_dict import (
 from lingcoder.errors import LingcoderError
 from lingcoder.model import BailingMoeConfig
 from lingcoder.model.checkpoint import load_checkpoint, save_state_dict
+from lingcoder.runfiles import TRAIN_STATE, checkpoint_name, complete_checkpoints
 from lingcoder.train.distributed import DistEnv, barrier
 
-STEP_DIR = re.compile(r"step-(\d{8})")
-TRAIN_STATE = "train_state.pt"
 FULL_ON_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
@@ -40,9 +38,9 @@ def save_training_checkpoint(root: Path, step: int, model, optimizer, config: Ba
     """Gather the full model and optimiser state (a collective: every rank calls this); rank 0 writes."""
     model_state = get_model_state_dict(model, options=FULL_ON_CPU)
     optim_state = get_optimizer_state_dict(model, optimizer, options=FULL_ON_CPU)
-    final = root / f"step-{step:08d}"
+    final = root / checkpoint_name(step)
     if env.is_main:
-        tmp = root / f"step-{step:08d}.tmp"
+        tmp = root / f"{checkpoint_name(step)}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         save_state_dict(model_state, config, tmp)
         for name in ("tokenizer.json", "tokenizer_config.json"):
@@ -56,13 +54,6 @@ def save_training_checkpoint(root: Path, step: int, model, optimizer, config: Ba
             shutil.rmtree(old, ignore_errors=True)
     barrier()
     return final
-
-
-def complete_checkpoints(root: Path) -> list[Path]:
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and STEP_DIR.fullmatch(p.name) and (p / TRAIN_STATE).is_file()]
-    return sorted(found)
 
 
 def load_training_checkpoint(path: Path, model, optimizer) -> dict:

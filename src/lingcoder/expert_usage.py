@@ -1,10 +1,11 @@
-"""Which experts each programming language uses: a checkpoint run over held-out curated documents,
-grouped by their `language`, counting the tokens each MoE layer routes to each expert.
+"""`lingcoder expert-usage RUN`: which experts each programming language uses. The run's final
+checkpoint runs over held-out curated documents, grouped by their `language`, counting the tokens
+each MoE layer routes to each expert; the counts go to RUN/expert_usage.json, which the report draws.
 
 Held-out documents are the curated file-level samples that `lingcoder tokenize` put in the
-validation split (the same hash of the document id, from tokens/index.json); without a tokens
-index every file-level sample is used, and the result says so. The result is cached as JSON in
-the run directory and recomputed when the checkpoint's files or the settings change.
+validation split (`lingcoder.data.split`, with the seed and fraction of tokens/index.json); without
+a tokens index every file-level sample is used, and the result says so. The JSON is recomputed only
+when the checkpoint's files or the settings change.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ from pathlib import Path
 
 import torch
 
-from lingcoder.data.fim import document_rng
 from lingcoder.data.shards import TokenIndex
+from lingcoder.data.split import is_held_out
 from lingcoder.errors import LingcoderError
-from lingcoder.report.run_files import read_parquet_rows
+from lingcoder.runfiles import (
+    EXPERT_USAGE,
+    final_checkpoint,
+    no_expert_usage_reason,
+    read_parquet_rows,
+    weights_signature,
+)
 from lingcoder.serve.generate import load_for_generation
-
-CACHE_FILE = "expert_usage.json"
 
 
 def held_out_documents(curated: Path, tokens: Path | None, max_documents: int) -> tuple[dict[str, list[str]], str]:
@@ -32,7 +37,7 @@ def held_out_documents(curated: Path, tokens: Path | None, max_documents: int) -
     if tokens is not None and (tokens / "index.json").is_file():
         index = TokenIndex(tokens).data
         fraction, seed = float(index.get("val_fraction", 0.0)), int(index.get("seed", 0))
-        rows = [r for r in rows if document_rng(r["id"], seed, "split").random() < fraction]
+        rows = [r for r in rows if is_held_out(r["id"], fraction, seed)]
         how = f"held out by the tokens/ validation split (val_fraction {fraction:g}, seed {seed})"
     else:
         how = "all curated file-level documents (no tokens/index.json to tell which were held out)"
@@ -76,23 +81,40 @@ def expert_usage_by_language(checkpoint: str | Path, documents: dict[str, list[s
 
 def cached_expert_usage(run: Path, checkpoint: Path, *, max_documents: int = 32, max_tokens: int = 512,
                         device: str = "cpu") -> dict:
-    """`expert_usage_by_language` of the run's held-out curated documents, cached in RUN/expert_usage.json
-    (adds "selection": how the documents were chosen)."""
-    weights = sorted(p for p in checkpoint.iterdir() if p.suffix == ".safetensors")
+    """`expert_usage_by_language` of the run's held-out curated documents, kept in RUN/expert_usage.json
+    and computed again only when the checkpoint's weights or the settings change (adds "key": what it
+    was computed from, and "selection": how the documents were chosen)."""
     key = {"checkpoint": str(checkpoint.resolve().relative_to(run.resolve())), "max_documents": max_documents,
-           "max_tokens": max_tokens, "weights": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in weights]}
-    cache = run / CACHE_FILE
-    if cache.is_file():
+           "max_tokens": max_tokens, "weights": weights_signature(checkpoint)}
+    path = run / EXPERT_USAGE
+    if path.is_file():
         try:
-            cached = json.loads(cache.read_text())
-        except json.JSONDecodeError:  # our own cache, half written: compute it again
+            cached = json.loads(path.read_text())
+        except json.JSONDecodeError:  # our own file, half written: compute it again
             cached = {}
         if cached.get("key") == key:
             return cached
     documents, how = held_out_documents(run / "curated", run / "tokens", max_documents)
     usage = expert_usage_by_language(checkpoint, documents, max_tokens=max_tokens, device=device)
     usage.update(key=key, selection=how, checkpoint=key["checkpoint"])
-    tmp = cache.with_suffix(".json.tmp")
+    tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(usage, indent=1) + "\n")
-    os.replace(tmp, cache)
+    os.replace(tmp, path)
     return usage
+
+
+def expert_usage(run_dir: str | Path, *, max_documents: int = 32, max_tokens: int = 512,
+                 device: str = "cpu") -> Path:
+    """Count the experts each language uses in the final checkpoint of `run_dir`; return the path of
+    RUN/expert_usage.json. An error says why when there is nothing to count (no checkpoint, no
+    curated documents, a dense model)."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise LingcoderError(f"{run_dir}: no such run directory")
+    if max_documents < 1 or max_tokens < 1:
+        raise LingcoderError(f"max_documents and max_tokens must be >= 1, got {max_documents} and {max_tokens}")
+    reason = no_expert_usage_reason(run)
+    if reason:
+        raise LingcoderError(f"{run_dir}: nothing to count: {reason}")
+    cached_expert_usage(run, final_checkpoint(run), max_documents=max_documents, max_tokens=max_tokens, device=device)
+    return run / EXPERT_USAGE
