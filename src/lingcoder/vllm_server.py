@@ -126,7 +126,7 @@ class VLLMServer:
         try:
             self.wait_until_healthy()
         except BaseException:
-            self.stop()
+            self.stop(remove_log=False)  # the error names the log
             raise
         return self
 
@@ -148,20 +148,20 @@ class VLLMServer:
         raise LingcoderError(f"vLLM did not become healthy within {self.startup_timeout:.0f} s "
                              f"(serving {self.model_dir}){self._log_tail()}")
 
-    def stop(self, grace: float = 30.0) -> None:
+    def stop(self, grace: float = 30.0, remove_log: bool = True) -> None:
         """SIGTERM to the server's process group (vLLM's engine runs in child processes), SIGKILL after `grace`."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        if self.process is not None and self.process.poll() is None:
+            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+                try:
+                    os.killpg(self.process.pid, sig)
+                    self.process.wait(wait)
+                    break
+                except ProcessLookupError:
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if remove_log and self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
 
     def _log_tail(self, lines: int = 30) -> str:
         if self.log_path is None or not self.log_path.is_file():
@@ -174,8 +174,6 @@ class VLLMServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-        if self.log_path is not None and exc[0] is None:
-            self.log_path.unlink(missing_ok=True)
 
 
 def serve_with_vllm(model_dir: str | Path, **kwargs) -> None:
