@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lingcoder.data.tokenize import tokenize, train_tokenizer_on_parquet
+from lingcoder.data.tokenize import TokenizeConfig, TokenizerTrainConfig, tokenize, train_tokenizer_on_parquet
 from lingcoder.model import BailingMoeConfig, BailingMoeForCausalLM
 
 # Small, stable, pure-Python standard-library modules: real code every installation carries.
@@ -86,7 +86,7 @@ def curated(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tokenizer_dir(curated, tmp_path_factory):
     out = tmp_path_factory.mktemp("tokenizer")
-    report = train_tokenizer_on_parquet(curated, out, vocab_size=512)
+    report = train_tokenizer_on_parquet(TokenizerTrainConfig(str(curated), str(out), vocab_size=512))
     assert report["round_trip_ok"] == report["documents"] == 120  # the drop log is not read
     return out
 
@@ -95,5 +95,5 @@ def tokenizer_dir(curated, tmp_path_factory):
 def tokens_dir(curated, tokenizer_dir, tmp_path_factory):
     """Token shards of the `curated` fixture (sources `file-high` and `repo`, 10% validation)."""
     out = tmp_path_factory.mktemp("tokens") / "tokens"
-    tokenize(curated, tokenizer_dir, out, val_fraction=0.1, workers=1)
+    tokenize(TokenizeConfig(str(tokenizer_dir), str(out), curated=str(curated), val_fraction=0.1, workers=1))
     return out

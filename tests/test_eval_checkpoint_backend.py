@@ -10,7 +10,7 @@ import pytest
 
 from lingcoder.data.tokenizer import train_tokenizer
 from lingcoder.evaluate.execution import VERDICTS
-from lingcoder.evaluate.runner import run_eval
+from lingcoder.evaluate.runner import EvalConfig, run_eval
 from lingcoder.model import BailingMoeConfig, BailingMoeForCausalLM
 
 TASKS = ["HumanEval/0", "HumanEval/1"]
@@ -28,7 +28,7 @@ def checkpoint(tmp_path_factory):
 @pytest.mark.parametrize("mode", ["base", "instruct"])
 def test_checkpoint_backend_bookkeeping(tmp_path, checkpoint, mode):
     out = tmp_path / "out"
-    summary = run_eval(
+    summary = run_eval(EvalConfig(
         out,
         backend="checkpoint",
         model=str(checkpoint),
@@ -37,7 +37,7 @@ def test_checkpoint_backend_bookkeeping(tmp_path, checkpoint, mode):
         max_tokens=8,
         k=[1],
         progress=False,
-    )
+    ))
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert [s["task_id"] for s in samples] == TASKS
     assert all(isinstance(s["completion"], str) and s["mode"] == mode for s in samples)

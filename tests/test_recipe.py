@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lingcoder.errors import LingcoderError
-from lingcoder.experiment import completion_loss, experiment
+from lingcoder.experiment import ExperimentConfig, completion_loss, experiment
 from lingcoder.recipe import recipe
 
 from .conftest import MICRO_MODEL_TABLE
@@ -26,8 +26,10 @@ workers = 2
 sources = ["{repos}"]
 quality = {{ high_quality_threshold = 40.0 }}  # most of these files are high quality: a held-out set exists
 
-[tokenize]
+[tokenizer]
 vocab_size = 512
+
+[tokenize]
 val_fraction = 0.5
 
 {model}
@@ -66,9 +68,10 @@ checkpoint_every = 2
 schedule = {{ kind = "constant", lr_start = 1e-4 }}
 
 [eval]
-tasks = 2
+limit = 2
 mode = "base"
 max_tokens = 32
+k = [1]
 """
 
 
@@ -120,7 +123,7 @@ def test_every_stage_writes_its_outputs(finished_run):
     assert sft.parent == finished_run / "sft" / "checkpoints" and dpo.parent == finished_run / "dpo" / "checkpoints"
     assert json.loads((finished_run / "eval" / "generation.json").read_text())["model"] == str(dpo)
     summary = json.loads((finished_run / "eval" / "summary.json").read_text())
-    assert summary["n_tasks"] == 2 and record["config"]["eval"]["tasks"] == 2
+    assert summary["n_tasks"] == 2 and record["config"]["eval"]["limit"] == 2
 
 
 def test_a_finished_run_is_skipped_and_an_edit_reruns_from_the_stage_it_touches(config, finished_run):
@@ -182,7 +185,7 @@ def test_bad_input_is_one_clear_error(config, tmp_path):
 def test_experiment_compares_moe_with_dense_and_curated_with_raw(finished_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
-    results = experiment(run, seeds=2, eval_tasks=1, workers=1)
+    results = experiment(ExperimentConfig(run, seeds=2, eval_tasks=1, workers=1))
     moe_dense = results["moe_vs_dense"]
     assert [(r["model"], r["seed"]) for r in moe_dense["runs"]] == [("moe", 0), ("dense", 0), ("moe", 1), ("dense", 1)]
     moe, dense = moe_dense["runs"][:2]
@@ -203,7 +206,8 @@ def test_experiment_compares_moe_with_dense_and_curated_with_raw(finished_run, t
 
     done = sorted((run / "experiment").glob("*/*/result.json"))
     stamps = [p.stat().st_mtime_ns for p in done]
-    assert experiment(run, seeds=2, eval_tasks=1, workers=1, parts=["moe_vs_dense"]) == results  # nothing retrained
+    again = experiment(ExperimentConfig(run, seeds=2, eval_tasks=1, workers=1, parts=["moe_vs_dense"]))
+    assert again == results  # nothing retrained
     assert [p.stat().st_mtime_ns for p in done] == stamps
 
 
@@ -222,7 +226,7 @@ def test_completion_loss_counts_only_the_completion_tokens(micro_model):
 
 def test_experiment_needs_a_recipe_run(tmp_path):
     with pytest.raises(LingcoderError, match="not a recipe run directory"):
-        experiment(tmp_path)
+        experiment(ExperimentConfig(tmp_path))
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "ling-coder-lite"])
@@ -246,7 +250,7 @@ def test_the_post_trained_model_is_served_and_scores_the_same_through_the_server
     the eval harness scores it through the endpoint exactly as it does directly."""
     import httpx
 
-    from lingcoder.evaluate.runner import run_eval
+    from lingcoder.evaluate.runner import EvalConfig, run_eval
     from lingcoder.serve.server import serve_in_background
 
     record = json.loads((finished_run / "recipe.json").read_text())
@@ -254,12 +258,13 @@ def test_the_post_trained_model_is_served_and_scores_the_same_through_the_server
     tasks = ["HumanEval/0", "HumanEval/2"]
     settings = {"benchmark": "humaneval", "mode": "instruct", "max_tokens": 24, "tasks": tasks, "k": [1],
                 "workers": 1, "progress": False}
-    direct = run_eval(tmp_path / "direct", backend="checkpoint", model=str(model), **settings)
+    direct = run_eval(EvalConfig(tmp_path / "direct", backend="checkpoint", model=str(model), **settings))
     with serve_in_background(model) as base_url:
         reply = httpx.post(f"{base_url}/chat/completions", timeout=60, json={
             "model": model.name, "messages": [{"role": "user", "content": "Write a function that adds."}],
             "max_tokens": 8, "temperature": 0})
-        served = run_eval(tmp_path / "served", backend="openai", model=model.name, base_url=base_url, **settings)
+        served = run_eval(EvalConfig(tmp_path / "served", backend="openai", model=model.name, base_url=base_url,
+                                     **settings))
     assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["role"] == "assistant"
     assert served["pass_at_k"] == direct["pass_at_k"]
     rows = [[json.loads(line) for line in (tmp_path / name / "results.jsonl").read_text().splitlines()]
@@ -273,5 +278,5 @@ def test_eval_and_synth_stages_choose_vllm_by_config_key(tmp_path):
     record = recipe(tiny, overrides=["eval.backend=vllm", "synth.candidates_engine=vllm"], out=tmp_path / "run",
                     check=True)
     assert record["config"]["eval"]["backend"] == "vllm" and record["config"]["synth"]["candidates_engine"] == "vllm"
-    with pytest.raises(LingcoderError, match="eval.backend 'tgi': unknown \\(known: checkpoint, vllm\\)"):
+    with pytest.raises(LingcoderError, match="eval.backend .tgi.: unknown for the recipe"):
         recipe(tiny, overrides=["eval.backend=tgi"], out=tmp_path / "run", check=True)

@@ -30,10 +30,10 @@ from lingcoder.data.curate import curate
 from lingcoder.data.decontaminate import humaneval_path
 from lingcoder.data.shards import TokenIndex
 from lingcoder.data.split import is_held_out
-from lingcoder.data.tokenize import tokenize, train_tokenizer_on_parquet
+from lingcoder.data.tokenize import TokenizeConfig, TokenizerTrainConfig, tokenize, train_tokenizer_on_parquet
 from lingcoder.errors import LingcoderError
-from lingcoder.evaluate.runner import run_eval
-from lingcoder.expert_usage import cached_expert_usage, expert_usage
+from lingcoder.evaluate.runner import EvalConfig, run_eval
+from lingcoder.expert_usage import ExpertUsageConfig, cached_expert_usage, expert_usage
 from lingcoder.model import BailingMoeConfig, count_parameters
 from lingcoder.report import write_report
 from lingcoder.report.page import Section, figure_html, render_page
@@ -164,9 +164,9 @@ def run_dir(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("report")
     run = base / "run"
     curate([str(make_corpus(base / "corpus"))], str(run / "curated"), workers=1, quiet=True)
-    train_tokenizer_on_parquet(run / "curated", run / "tokenizer", vocab_size=512)
-    tokenize(run / "curated", run / "tokenizer", run / "tokens", val_fraction=0.5, seed=split_seed(run / "curated"),
-             workers=1)
+    train_tokenizer_on_parquet(TokenizerTrainConfig(run / "curated", run / "tokenizer", vocab_size=512))
+    tokenize(TokenizeConfig(run / "tokenizer", run / "tokens", curated=run / "curated", val_fraction=0.5,
+                            seed=split_seed(run / "curated"), workers=1))
     index = TokenIndex(run / "tokens")
     sources = [s for s in index.sources if index.num_tokens(s, "train") > 64]
     mixture = "{ " + ", ".join(f'"{s}" = 1.0' for s in sources) + " }"
@@ -178,7 +178,7 @@ def run_dir(tmp_path_factory) -> Path:
     samples = [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in problems]
     samples += [{"task_id": p["task_id"], "completion": "    return None\n"} for p in problems]
     write(base / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
-    run_eval(run / "eval", samples=str(base / "samples.jsonl"), k=[1, 2], workers=2, progress=False)
+    run_eval(EvalConfig(run / "eval", samples=str(base / "samples.jsonl"), k=[1, 2], workers=2, progress=False))
     write(run / "experiment" / "results.json", json.dumps(EXPERIMENT))
     write(run / "recipe.json", json.dumps({
         "config": {"curate": {"quality": {"high_quality_threshold": 90.0}}},
@@ -192,7 +192,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(run_dir) -> Path:
-    expert_usage(run_dir, max_documents=8, max_tokens=128)
+    expert_usage(ExpertUsageConfig(run_dir, max_documents=8, max_tokens=128))
     return write_report(run_dir)
 
 
@@ -344,10 +344,10 @@ def test_expert_usage_is_read_from_its_json_which_the_report_never_writes(run_di
 
 def test_expert_usage_says_why_there_is_nothing_to_count(run_dir, tmp_path, monkeypatch, capsys):
     with pytest.raises(LingcoderError, match="no complete checkpoint under pretrain/"):
-        expert_usage(tmp_path)
+        expert_usage(ExpertUsageConfig(tmp_path))
     shutil.copytree(run_dir / "pretrain", tmp_path / "pretrain")
     with pytest.raises(LingcoderError, match=r"no curated file-level documents"):
-        expert_usage(tmp_path)
+        expert_usage(ExpertUsageConfig(tmp_path))
     code, err = lingcoder(monkeypatch, capsys, "expert-usage", str(tmp_path))
     assert code == 2 and "nothing to count" in err and "Traceback" not in err
 
@@ -424,7 +424,7 @@ def test_bad_arguments_are_clear_errors(tmp_path):
     with pytest.raises(LingcoderError, match="no such run directory"):
         write_report(tmp_path / "nope")
     with pytest.raises(LingcoderError, match="max_documents and max_tokens must be >= 1"):
-        expert_usage(tmp_path, max_documents=0)
+        expert_usage(ExpertUsageConfig(tmp_path, max_documents=0))
 
 
 @pytest.mark.parametrize(("name", "content", "message"), MALFORMED)

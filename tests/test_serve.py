@@ -17,7 +17,7 @@ import torch
 
 from lingcoder.data.tokenizer import train_tokenizer
 from lingcoder.errors import LingcoderError
-from lingcoder.evaluate.runner import run_eval
+from lingcoder.evaluate.runner import EvalConfig, run_eval
 from lingcoder.model import BailingMoeForCausalLM
 from lingcoder.serve.chat_template import ChatTemplate
 from lingcoder.serve.engine import Engine, GenerationRequest
@@ -334,8 +334,8 @@ def test_api_key_is_required_when_set(checkpoint):
 def test_eval_through_the_server_equals_eval_of_the_checkpoint(tmp_path, checkpoint, url, mode):
     tasks = ["HumanEval/0", "HumanEval/2", "HumanEval/4"]
     common = dict(tasks=tasks, mode=mode, max_tokens=24, k=[1], progress=False, min_timeout=2.0)
-    direct = run_eval(tmp_path / "checkpoint", backend="checkpoint", model=str(checkpoint), **common)
-    served = run_eval(tmp_path / "served", backend="openai", model=NAME, base_url=url, **common)
+    direct = run_eval(EvalConfig(tmp_path / "checkpoint", backend="checkpoint", model=str(checkpoint), **common))
+    served = run_eval(EvalConfig(tmp_path / "served", backend="openai", model=NAME, base_url=url, **common))
 
     def rows(name, out):
         return [json.loads(line) for line in (tmp_path / out / name).read_text().splitlines()]

@@ -21,7 +21,7 @@ from lingcoder.evaluate.execution import run_program
 from lingcoder.evaluate.prompts import extract_code
 from lingcoder.synth.mutations import mutants
 from lingcoder.synth.parsing import ParseError, parse_knowledge_point, parse_problem_reply, parse_question
-from lingcoder.synth.pipeline import synth
+from lingcoder.synth.pipeline import SynthConfig, synth
 
 STATS_MODULE = '''\
 """Small statistics helpers."""
@@ -182,7 +182,7 @@ def small_corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def small_run(small_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
-    stats = synth(small_corpus, out, workers=2, timeout=1.5, n_candidates=6)
+    stats = synth(SynthConfig(small_corpus, out, workers=2, timeout=1.5, n_candidates=6))
     return out, stats
 
 
@@ -279,13 +279,13 @@ def test_mutants_are_single_edits_of_the_target_function_only():
 
 def test_synth_is_deterministic_given_the_seed(small_corpus, small_run, tmp_path):
     out, _ = small_run
-    synth(small_corpus, tmp_path, workers=1, timeout=1.5, n_candidates=6)
+    synth(SynthConfig(small_corpus, tmp_path, workers=1, timeout=1.5, n_candidates=6))
     for name in ("sft.jsonl", "dpo.jsonl"):
         assert (tmp_path / name).read_text() == (out / name).read_text()
 
 
 def test_max_problems_keeps_a_seeded_sample_and_accounts_for_the_rest(small_corpus, tmp_path):
-    stats = synth(small_corpus, tmp_path, workers=2, timeout=1.5, max_problems=2, n_candidates=0)
+    stats = synth(SynthConfig(small_corpus, tmp_path, workers=2, timeout=1.5, max_problems=2, n_candidates=0))
     mined = stats["samples"]["mined"]
     assert mined["dropped"]["limit"] == {"max_problems": 3} and mined["unaccounted"] == 0
     assert stats["dpo"]["pairs"] == 0 and (tmp_path / "dpo.jsonl").read_text() == ""
@@ -296,7 +296,8 @@ def test_a_benchmark_file_decontaminates_too(small_corpus, tmp_path):
     solution = "def most_common(items):\n    return _top(Tally(items))\n\n\ndef _top(counts):\n" \
                "    return counts.most_common(1)[0][0]\n"
     bench.write_text(json.dumps({"task_id": "mybench/7", "canonical_solution": solution}) + "\n")
-    stats = synth(small_corpus, tmp_path / "out", workers=2, timeout=1.5, n_candidates=0, benchmarks=[str(bench)])
+    stats = synth(SynthConfig(small_corpus, tmp_path / "out", workers=2, timeout=1.5, n_candidates=0,
+                              benchmarks=[str(bench)]))
     assert stats["samples"]["mined"]["dropped"]["decontaminate"] == {"benchmark_overlap": 2}
     assert stats["settings"]["benchmarks"] == ["HumanEval", "mybench"]
     drop = next(r for r in read_jsonl(tmp_path / "out" / "dropped.jsonl") if r["where"].endswith("most_common"))
@@ -307,7 +308,7 @@ def test_real_stdlib_modules_give_verified_records(tmp_path):
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = {f"{name}.py": (stdlib / f"{name}.py").read_text(encoding="utf-8") for name in ("statistics", "bisect")}
     write_curated(tmp_path / "curated", files, repo="stdlib")
-    stats = synth(tmp_path / "curated", tmp_path / "out", workers=2, max_problems=4, n_candidates=2)
+    stats = synth(SynthConfig(tmp_path / "curated", tmp_path / "out", workers=2, max_problems=4, n_candidates=2))
     records = read_jsonl(tmp_path / "out" / "sft.jsonl")
     assert len(records) >= 1 and stats["sft_records"] == len(records)
     for record in records:  # each verified answer really passes its tests
@@ -318,14 +319,15 @@ def test_real_stdlib_modules_give_verified_records(tmp_path):
 
 def test_bad_input_is_a_clear_error(tmp_path):
     with pytest.raises(LingcoderError, match="curated directory not found"):
-        synth(tmp_path / "missing", tmp_path / "out")
+        synth(SynthConfig(tmp_path / "missing", tmp_path / "out"))
     with pytest.raises(LingcoderError, match="--teacher-model"):
-        synth(tmp_path, tmp_path / "out", teacher_url="http://127.0.0.1:9/v1")
+        synth(SynthConfig(tmp_path, tmp_path / "out", teacher_url="http://127.0.0.1:9/v1"))
     with pytest.raises(LingcoderError, match="not both"):
-        synth(tmp_path, tmp_path / "out", candidates_url="http://x/v1", candidates_model="m",
-              candidates_checkpoint=str(tmp_path))
+        synth(SynthConfig(tmp_path, tmp_path / "out", candidates_url="http://x/v1", candidates_model="m",
+                          candidates_checkpoint=str(tmp_path)))
     with pytest.raises(LingcoderError, match="teacher modes"):
-        synth(tmp_path, tmp_path / "out", teacher_url="http://x/v1", teacher_model="m", teacher_modes=["poetry"])
+        synth(SynthConfig(tmp_path, tmp_path / "out", teacher_url="http://x/v1", teacher_model="m",
+                          teacher_modes=["poetry"]))
 
 
 def test_cli_runs_and_reports_bad_input_in_one_line(small_corpus, tmp_path):
@@ -481,8 +483,9 @@ def scripted_teacher():
 
 def test_teacher_protocol_parsing_verification_and_bookkeeping(small_corpus, tmp_path):
     with scripted_teacher() as url:
-        stats = synth(small_corpus, tmp_path, workers=2, timeout=1.5, teacher_url=url, teacher_model="scripted",
-                      teacher_problems=4, seed=5, candidates_url=url, candidates_model="scripted", n_candidates=1)
+        stats = synth(SynthConfig(small_corpus, tmp_path, workers=2, timeout=1.5, teacher_url=url,
+                                  teacher_model="scripted", teacher_problems=4, seed=5, candidates_url=url,
+                                  candidates_model="scripted", n_candidates=1))
     magpie, evolved = stats["samples"]["magpie"], stats["samples"]["evolved"]
     assert magpie == {"seen": 4, "kept": 1, "unaccounted": 0, "dropped": {
         "teacher": {"bad_question": 1, "request_failed": 1}, "verify": {"failed": 1}}}
@@ -506,9 +509,9 @@ def test_teacher_protocol_parsing_verification_and_bookkeeping(small_corpus, tmp
 
 def test_magpie_uses_the_teachers_own_template_when_given(small_corpus, tmp_path):
     with scripted_teacher() as url:
-        stats = synth(small_corpus, tmp_path, workers=2, timeout=1.5, n_candidates=0, teacher_url=url,
-                      teacher_model="scripted", teacher_modes=["magpie"], teacher_problems=1,
-                      magpie_prefix="<|im_start|>user\n", magpie_stop=["<|im_end|>"])
+        stats = synth(SynthConfig(small_corpus, tmp_path, workers=2, timeout=1.5, n_candidates=0, teacher_url=url,
+                                  teacher_model="scripted", teacher_modes=["magpie"], teacher_problems=1,
+                                  magpie_prefix="<|im_start|>user\n", magpie_stop=["<|im_end|>"]))
     request = next(b for p, b in ScriptedTeacher.requests if "prompt" in b)
     assert request["prompt"] == "<|im_start|>user\n" and request["stop"] == ["<|im_end|>"]
     assert stats["samples"]["magpie"]["kept"] == 1 and "evolved" not in stats["samples"]
@@ -536,9 +539,10 @@ def test_teacher_and_model_candidates_against_our_own_server(small_corpus, micro
     from lingcoder.serve.server import serve_in_background
 
     with serve_in_background(micro_checkpoint, max_batch_size=8) as url:
-        stats = synth(small_corpus, tmp_path, workers=2, timeout=1.5, teacher_url=url, teacher_model="micro-teacher",
-                      teacher_problems=2, teacher_max_tokens=24, candidates_url=url, candidates_model="micro-teacher",
-                      n_candidates=2, candidates_max_tokens=24)
+        stats = synth(SynthConfig(small_corpus, tmp_path, workers=2, timeout=1.5, teacher_url=url,
+                                  teacher_model="micro-teacher", teacher_problems=2, teacher_max_tokens=24,
+                                  candidates_url=url, candidates_model="micro-teacher", n_candidates=2,
+                                  candidates_max_tokens=24))
     teacher = stats["teacher"]
     assert teacher["requests"]["completions"] == 1 and teacher["requests"]["chat"] >= 2
     for kind in ("magpie", "evolved"):
@@ -549,8 +553,8 @@ def test_teacher_and_model_candidates_against_our_own_server(small_corpus, micro
 
 
 def test_checkpoint_candidates_make_model_pairs(small_corpus, micro_checkpoint, tmp_path):
-    stats = synth(small_corpus, tmp_path, workers=2, timeout=1.5, candidates_checkpoint=str(micro_checkpoint),
-                  n_candidates=2, candidates_max_tokens=24)
+    stats = synth(SynthConfig(small_corpus, tmp_path, workers=2, timeout=1.5,
+                              candidates_checkpoint=str(micro_checkpoint), n_candidates=2, candidates_max_tokens=24))
     assert stats["settings"]["dpo_source"] == "model micro-teacher"
     check_model_pairs(stats, tmp_path)
 

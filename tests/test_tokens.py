@@ -9,7 +9,7 @@ import pytest
 
 from lingcoder.data.fim import FimConfig, encode_document, fim_layout
 from lingcoder.data.shards import ShardWriter, TokenIndex, write_index
-from lingcoder.data.tokenize import discover_sources, tokenize
+from lingcoder.data.tokenize import TokenizeConfig, discover_sources, tokenize
 from lingcoder.data.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 from lingcoder.errors import LingcoderError
 
@@ -65,8 +65,8 @@ def test_shards_round_trip_and_windows_cross_shard_boundaries(tmp_path):
 
 def test_tokenize_discovers_sources_splits_documents_and_is_worker_independent(curated, tokenizer_dir, tmp_path):
     assert sorted(discover_sources(curated)) == ["file-high", "repo"]
-    one = tokenize(curated, tokenizer_dir, tmp_path / "w1", val_fraction=0.1, workers=1)
-    two = tokenize(curated, tokenizer_dir, tmp_path / "w2", val_fraction=0.1, workers=2)
+    one = tokenize(TokenizeConfig(tokenizer_dir, tmp_path / "w1", curated=curated, val_fraction=0.1, workers=1))
+    two = tokenize(TokenizeConfig(tokenizer_dir, tmp_path / "w2", curated=curated, val_fraction=0.1, workers=2))
     assert one["sources"] == two["sources"]
     for name in one["sources"]:
         for split in ("train", "val"):
@@ -104,8 +104,8 @@ def test_plain_tokenization_decodes_back_to_the_documents(curated, tokenizer_dir
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
-    tokenize(curated, tokenizer_dir, tmp_path / "plain", fim=FimConfig(rate=0.0), val_fraction=0.0, workers=1,
-             sources=[f"repo={curated / 'repo'}"])
+    tokenize(TokenizeConfig(tokenizer_dir, tmp_path / "plain", fim_rate=0.0, val_fraction=0.0, workers=1,
+                            sources=[f"repo={curated / 'repo'}"]))
     index = TokenIndex(tmp_path / "plain")
     assert index.sources == ["repo"]
     stream = index.stream("repo", "train")
@@ -119,10 +119,10 @@ def test_plain_tokenization_decodes_back_to_the_documents(curated, tokenizer_dir
 
 def test_tokenize_bad_input_is_clear(curated, tokenizer_dir, tmp_path):
     with pytest.raises(LingcoderError, match="curated directory not found"):
-        tokenize(tmp_path / "nope", tokenizer_dir, tmp_path / "t")
+        tokenize(TokenizeConfig(tokenizer_dir, tmp_path / "t", curated=tmp_path / "nope"))
     with pytest.raises(LingcoderError, match="no tokenizer.json"):
-        tokenize(curated, tmp_path, tmp_path / "t")
+        tokenize(TokenizeConfig(tmp_path, tmp_path / "t", curated=curated))
     with pytest.raises(LingcoderError, match="expected NAME=PATH"):
-        tokenize(None, tokenizer_dir, tmp_path / "t", sources=["justapath"])
+        tokenize(TokenizeConfig(tokenizer_dir, tmp_path / "t", sources=["justapath"]))
     with pytest.raises(LingcoderError, match="no index.json"):
         TokenIndex(tmp_path)

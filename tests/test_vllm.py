@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from lingcoder.data.tokenizer import SPECIAL_TOKENS, train_tokenizer
-from lingcoder.evaluate.runner import run_eval
+from lingcoder.evaluate.runner import EvalConfig, run_eval
 from lingcoder.model import BailingMoeForCausalLM
 from lingcoder.model.config import BailingMoeConfig
 from lingcoder.serve.generate import SamplingParams, generate_ids, load_for_generation
@@ -151,7 +151,7 @@ def rows(out: Path, name: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def checkpoint_eval(tmp_path_factory, eval_checkpoint):
     out = tmp_path_factory.mktemp("eval-checkpoint")
-    run_eval(out, backend="checkpoint", model=str(eval_checkpoint), **EVAL)
+    run_eval(EvalConfig(str(out), backend="checkpoint", model=str(eval_checkpoint), **EVAL))
     return out
 
 
@@ -186,8 +186,8 @@ def test_serve_engine_vllm_with_eval_openai_and_ctrl_c(eval_checkpoint, checkpoi
                 pass
             assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
             time.sleep(1)
-        run_eval(tmp_path / "served", backend="openai", model="vllm-coder", base_url=f"http://127.0.0.1:{port}/v1",
-                 **EVAL)
+        run_eval(EvalConfig(str(tmp_path / "served"), backend="openai", model="vllm-coder",
+                            base_url=f"http://127.0.0.1:{port}/v1", **EVAL))
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=120)
@@ -199,7 +199,7 @@ def test_serve_engine_vllm_with_eval_openai_and_ctrl_c(eval_checkpoint, checkpoi
 
 def test_eval_backend_vllm_starts_and_stops_its_server(eval_checkpoint, checkpoint_eval, tmp_path, monkeypatch):
     monkeypatch.setenv(PYTHON_ENV, VLLM_PYTHON)
-    run_eval(tmp_path / "vllm", backend="vllm", model=str(eval_checkpoint), **EVAL)
+    run_eval(EvalConfig(str(tmp_path / "vllm"), backend="vllm", model=str(eval_checkpoint), **EVAL))
     assert_same_eval(tmp_path / "vllm", checkpoint_eval)
     stray = subprocess.run(["pgrep", "-f", f"api_server --model {eval_checkpoint}"], capture_output=True)
     assert stray.returncode == 1, "the vLLM server outlived the eval"

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from lingcoder.errors import LingcoderError
-from lingcoder.evaluate.runner import run_eval
+from lingcoder.evaluate.runner import EvalConfig, run_eval
 from lingcoder.vllm_server import PYTHON_ENV, VLLMServer, find_vllm_python
 
 
@@ -31,8 +31,8 @@ def test_server_and_backends_refuse_what_vllm_cannot_serve(tmp_path, micro_model
     with pytest.raises(LingcoderError, match="no tokenizer.json"):
         VLLMServer(tmp_path / "no-tokenizer")
     with pytest.raises(LingcoderError, match="checkpoint directory not found"):
-        run_eval(tmp_path / "out", backend="vllm", model=str(tmp_path / "absent"), tasks=["HumanEval/0"],
-                 progress=False)
+        run_eval(EvalConfig(str(tmp_path / "out"), backend="vllm", model=str(tmp_path / "absent"),
+                            tasks=["HumanEval/0"], progress=False))
 
 
 def test_cli_without_vllm_says_how_to_get_it(tmp_path, micro_model):

@@ -1,8 +1,12 @@
-"""Typed configs: dataclasses filled from TOML files and `--set a.b=c` overrides.
+"""Typed configs: dataclasses filled from TOML files, `--set a.b=c` overrides and command-line flags.
 
-Every stage's config is a plain dataclass living next to the code it configures; this module
-only turns nested dicts into them, checking every key and every value's type so that a typo
-or a wrong type is an error naming the key (`model.num_experts: expected int, got 'x'`).
+Every stage's config is a plain dataclass living next to the code it configures, and holds the
+stage's only defaults. `load_stage_config` fills one in layers, each over the one before:
+
+    dataclass defaults < the stage's table of `--config FILE` < `--set table.key=value` < flags given
+
+This module only turns nested dicts into dataclasses, checking every key and every value's type so
+that a typo or a wrong type is an error naming the key (`model.num_experts: expected int, got 'x'`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ class ConfigError(LingcoderError):
 
 # One TOML file can configure a whole recipe. Each stage reads its own tables and skips these
 # (the tables of the other stages), so a typo in a table name is still an error.
-STAGE_TABLES = ("run", "curate", "tokenizer", "tokenize", "synth", "sft", "dpo", "eval", "experiment")
+STAGE_TABLES = ("run", "curate", "tokenizer", "tokenize", "synth", "sft", "dpo", "expert_usage", "eval", "experiment",
+                "serve", "generate")
 
 
 def without_tables(data: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -70,6 +75,28 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def load_stage_config(cls: type[T], table: str, path: str | Path | None = None, overrides: list[str] = (),
+                      flags: dict[str, Any] | None = None) -> T:
+    """A stage's config from its `[table]` in `path` (other tables are other stages'), then the
+    `--set table.key=value` overrides, then the command-line `flags` the user gave (None = not given)."""
+    data = load_toml(path) if path else {}
+    for text in overrides:
+        keys, _ = parse_override(text)
+        if keys[0] != table or len(keys) < 2:
+            raise ConfigError(f"override {text!r}: this command reads the [{table}] table only "
+                              f"(e.g. --set {table}.KEY=VALUE)")
+    data = apply_overrides(data, list(overrides))
+    return stage_config_from_table(cls, data, table, **{k: v for k, v in (flags or {}).items() if v is not None})
+
+
+def stage_config_from_table(cls: type[T], data: dict[str, Any], table: str, /, **fields: Any) -> T:
+    """The `[table]` of a whole config already read, with `fields` set over it (a run's paths, given flags)."""
+    section = data.get(table, {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{table}: expected a table, got {type(section).__name__}")
+    return from_dict(cls, {**section, **fields}, where=table)
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass `cls` from `data`, recursing into nested dataclass fields."""
     if not isinstance(data, dict):
@@ -81,6 +108,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise ConfigError(
             f"{_join(where, unknown[0])}: unknown key (known keys: {', '.join(sorted(fields))})"
         )
+    missing = [name for name, f in fields.items() if name not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{_join(where, missing[0])}: required, no default (set it in the config or by its flag)")
     kwargs = {name: _convert(hints[name], value, _join(where, name)) for name, value in data.items()}
     try:
         return cls(**kwargs)

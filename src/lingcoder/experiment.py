@@ -26,6 +26,7 @@ import functools
 import json
 import shutil
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -45,11 +46,24 @@ HELDOUT_SOURCE = "file-high"
 HELDOUT_TOKENS = 65_536
 
 
-def experiment(run_dir: str | Path, seeds: int = 3, scale: float = 1.0, eval_tasks: int = 20,
-               parts: list[str] = PARTS, workers: int | None = None, console: Console | None = None) -> dict:
-    """Run both comparisons on the recipe run in RUN_DIR; write and return RUN/experiment/results.json."""
+@dataclass
+class ExperimentConfig:
+    """`lingcoder experiment`."""
+
+    run_dir: str  # a recipe run directory (its tokenizer and tokens are reused)
+    seeds: int = 3  # training seeds per arm
+    scale: float = 1.0  # multiplies every phase's token budget (e.g. 0.5 for a quicker look)
+    eval_tasks: int = 20  # HumanEval tasks for pass@1 in the curated-vs-raw part
+    parts: list[str] = field(default_factory=lambda: list(PARTS))  # which comparisons to run
+    workers: int | None = None  # processes for the raw corpus, tokenization and judging; None = every core
+
+
+def experiment(options: ExperimentConfig, console: Console | None = None) -> dict:
+    """Run the comparisons on the recipe run in RUN_DIR; write and return RUN/experiment/results.json."""
     console = console or Console()
-    run = Path(run_dir)
+    run = Path(options.run_dir)
+    seeds, scale, eval_tasks, parts, workers = (options.seeds, options.scale, options.eval_tasks, options.parts,
+                                                options.workers)
     config = _recipe_config(run)
     for part in parts:
         if part not in PARTS:
@@ -88,8 +102,7 @@ def _moe_vs_dense(run: Path, base: dict, seeds: int, console: Console) -> dict:
 def _curated_vs_raw(run: Path, base: dict, seeds: int, eval_tasks: int, workers: int | None,
                     console: Console) -> dict:
     from lingcoder.data.curate import raw_corpus
-    from lingcoder.data.fim import FimConfig
-    from lingcoder.data.tokenize import tokenize
+    from lingcoder.data.tokenize import TokenizeConfig, tokenize
 
     root = run / "experiment" / "curated_vs_raw"
     curated_index = TokenIndex(run / "tokens")
@@ -105,8 +118,10 @@ def _curated_vs_raw(run: Path, base: dict, seeds: int, eval_tasks: int, workers:
         console.print(f"{count:,} raw documents")
         # The run's tokenizer, FIM and document split: a held-out file is held out in both corpora.
         split = curated_index.data
-        tokenize(root / "raw", run / "tokenizer", raw_tokens, fim=FimConfig(**split["fim"]),
-                 val_fraction=split["val_fraction"], seed=split["seed"], workers=workers or 1)
+        fim = split["fim"]
+        tokenize(TokenizeConfig(str(run / "tokenizer"), str(raw_tokens), curated=str(root / "raw"),
+                                fim_rate=fim["rate"], spm_rate=fim["spm_rate"], val_fraction=split["val_fraction"],
+                                seed=split["seed"], workers=workers or 1))
     natural = {s: float(curated_index.num_tokens(s, "train")) for s in file_sources}
     runs = []
     for seed in range(seeds):
@@ -150,7 +165,7 @@ def _train(out: Path, config: dict, tokens: Path, seed: int, console: Console, l
 def _score(checkpoint: Path, out: Path, heldout: TokenIndex, config: dict, eval_tasks: int,
            workers: int | None) -> dict:
     from lingcoder.evaluate.benchmarks import load_benchmark
-    from lingcoder.evaluate.runner import run_eval
+    from lingcoder.evaluate.runner import EvalConfig, run_eval
     from lingcoder.serve.generate import load_for_generation
 
     model, tokenizer = load_for_generation(checkpoint)
@@ -159,8 +174,8 @@ def _score(checkpoint: Path, out: Path, heldout: TokenIndex, config: dict, eval_
     scores = {"heldout_loss": heldout_loss(model, heldout, HELDOUT_SOURCE, seq_len),
               "humaneval_canonical_loss": completion_loss(
                   model, tokenizer, [(p.prompt, p.reference) for p in benchmark.problems.values() if p.reference])}
-    summary = run_eval(out / "eval", backend="checkpoint", model=str(checkpoint), mode="base", max_tokens=128,
-                       tasks=list(benchmark.problems)[:eval_tasks], k=[1], workers=workers, progress=False)
+    summary = run_eval(EvalConfig(str(out / "eval"), backend="checkpoint", model=str(checkpoint), mode="base",
+                                  max_tokens=128, limit=eval_tasks, k=[1], workers=workers, progress=False))
     scores["pass_at_1"] = summary["pass_at_k"]["humaneval"]["python"]["pass@1"]
     return scores
 

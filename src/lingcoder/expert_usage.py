@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -103,11 +104,21 @@ def cached_expert_usage(run: Path, checkpoint: Path, *, max_documents: int = 32,
     return usage
 
 
-def expert_usage(run_dir: str | Path, *, max_documents: int = 32, max_tokens: int = 512,
-                 device: str = "cpu") -> Path:
+@dataclass
+class ExpertUsageConfig:
+    """`lingcoder expert-usage` (the recipe's `[expert_usage]` table)."""
+
+    run_dir: str  # a run directory (as `lingcoder recipe` writes it)
+    max_documents: int = 32  # held-out documents per language
+    max_tokens: int = 512  # tokens of each document
+    device: str = "cpu"  # to run the final checkpoint on
+
+
+def expert_usage(config: ExpertUsageConfig) -> Path:
     """Count the experts each language uses in the final checkpoint of `run_dir`; return the path of
     RUN/expert_usage.json. An error says why when there is nothing to count (no checkpoint, no
     curated documents, a dense model)."""
+    run_dir, max_documents, max_tokens, device = config.run_dir, config.max_documents, config.max_tokens, config.device
     run = Path(run_dir)
     if not run.is_dir():
         raise LingcoderError(f"{run_dir}: no such run directory")

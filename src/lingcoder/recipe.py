@@ -11,21 +11,23 @@ unfinished stage (pretraining and SFT continue from their last checkpoint) and a
 reruns the stage it touches and every stage after it. Stages whose table is absent from the config
 (`[synth]`, `[sft]`, `[dpo]`, `[eval]`) are left out. The report is rebuilt on every run.
 
-One TOML file configures everything: `[run]` and the tables below belong to the recipe, `[curate]`
-holds curation's settings (plus `sources`), and `[model]`, `[data]`, `[train]`, `[[phases]]`,
-`[sft]`, `[dpo]` are the training stages' own tables (each stage reads the same file).
+One TOML file configures everything: `[run]` belongs to the recipe; every other table is a stage's
+own config, the same one its command reads with `--config` (`[curate]`: curation's `CurateConfig` plus
+`sources`; `[tokenizer]`, `[tokenize]`, `[synth]`, `[eval]`; `[model]`, `[data]`, `[train]`,
+`[[phases]]`, `[sft]`, `[dpo]` for training). Each stage builds its typed config object from its
+table with the run's paths filled in as fields; all of them are built before the first stage runs,
+so a typo or a wrong type anywhere fails at once (and `--check` does only that).
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lingcoder.config import apply_overrides, from_dict, load_toml
+from lingcoder.config import apply_overrides, from_dict, load_toml, stage_config_from_table
 from lingcoder.errors import LingcoderError
 from lingcoder.runfiles import complete_checkpoints, no_expert_usage_reason
 from lingcoder.train.config import pretrain_config_from_dict
@@ -50,40 +52,15 @@ class RunConfig:
 
 
 @dataclass
-class TokenizeStageConfig:
-    vocab_size: int = 0  # 0: the model's vocab_size
-    fim_rate: float = 0.5
-    val_fraction: float = 0.05
-    seed: int = 0
-
-
-@dataclass
-class EvalStageConfig:
-    benchmark: str = "humaneval"
-    tasks: int = 0  # the benchmark's first N tasks; 0 = all
-    mode: str = "instruct"  # instruct: chat template (a post-trained model); base: plain completion
-    n: int = 1
-    temperature: float = 0.0
-    max_tokens: int = 256
-    k: list[int] = field(default_factory=lambda: [1])
-    backend: str = "checkpoint"  # checkpoint: lingcoder's own engine; vllm: vLLM's server on the model
-
-    def __post_init__(self) -> None:
-        if self.backend not in ("checkpoint", "vllm"):
-            raise LingcoderError(f"eval.backend {self.backend!r}: unknown (known: checkpoint, vllm)")
-
-
-@dataclass
 class Run:
-    """What every stage sees: the run directory, the whole config, and how the user overrode it."""
+    """What every stage sees: the run directory, the whole config (overrides applied), the record."""
 
     dir: Path
-    config_path: Path
-    overrides: list[str]
     data: dict[str, Any]
     workers: int
     console: Console
     record: dict[str, Any]
+    planning: bool = False  # every stage's config is built before the first stage runs, from the outputs to come
 
     def table(self, name: str) -> dict[str, Any]:
         return dict(self.data.get(name, {}))
@@ -91,11 +68,16 @@ class Run:
     def stage_outputs(self, stage: str) -> list[str]:
         return self.record["stages"].get(stage, {}).get("outputs", [])
 
-    def last_model(self) -> str:
-        """The newest checkpoint of the training stages that ran."""
-        for stage in ("dpo", "sft", "pretrain"):
+    def last_model(self, before: str) -> str:
+        """The newest checkpoint of the training stages before stage `before` (when planning: where the
+        last of them will write)."""
+        earlier = [s for s in ("pretrain", "sft", "dpo") if s in STAGE_NAMES[: STAGE_NAMES.index(before)]
+                   and (s == "pretrain" or s in self.data)]
+        for stage in reversed(earlier):
             if self.stage_outputs(stage):
                 return self.stage_outputs(stage)[0]
+        if self.planning:
+            return str(self.dir / earlier[-1])
         raise LingcoderError("no trained model in this run: the pretrain stage has not finished")
 
 
@@ -106,50 +88,90 @@ class Stage:
     run: Callable[[Run, bool], list[Path]]  # (run, resume) -> outputs; resume: continue a started stage
     needs_table: str | None = None  # left out when the config has no such table
     always: bool = False  # cheap and reads every other stage: rebuilt on every run
-    check: Callable[[dict], Any] | None = None  # validates the stage's config before any stage runs
+    config: Callable[[Run], Any] | None = None  # the stage's typed config (built before any stage runs)
 
 
 def _tables(*names: str) -> Callable[[dict], Any]:
     return lambda data: {name: data.get(name) for name in names}
 
 
-def _curate(run: Run, resume: bool) -> list[Path]:
-    from lingcoder.data.curate import curate
+def _curate_config(run: Run) -> tuple[list[str], Any]:
+    from lingcoder.data.curate import load_config
 
     settings = run.table("curate")
     sources = settings.pop("sources", [])
-    curate(sources or None, str(run.dir / "curated"), workers=run.workers, config=settings, quiet=True)
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        raise LingcoderError(f"curate.sources: expected a list of paths, got {sources!r}")
+    return sources, load_config(settings)
+
+
+def _curate(run: Run, resume: bool) -> list[Path]:
+    from lingcoder.data.curate import curate
+
+    sources, config = _curate_config(run)
+    curate(sources or None, str(run.dir / "curated"), workers=run.workers, config=config, quiet=True)
     return [run.dir / "curated"]
+
+
+def _tokenizer_config(run: Run):
+    from lingcoder.data.tokenize import TokenizerTrainConfig
+
+    paths = {"data": str(run.dir / "curated"), "out": str(run.dir / "tokenizer")}
+    if "vocab_size" not in run.table("tokenizer"):  # the model's, unless the table says otherwise
+        paths["vocab_size"] = _model_vocab_size(run.data)
+    return stage_config_from_table(TokenizerTrainConfig, run.data, "tokenizer", **paths)
+
+
+def _model_vocab_size(data: dict) -> int:
+    from lingcoder.model.config import model_config_from_table
+
+    return model_config_from_table(data.get("model", {})).vocab_size
+
+
+def _tokenizer_shape(data: dict) -> Any:
+    """What shapes the tokenizer: its vocabulary size (the model's by default) and any other [tokenizer] key."""
+    table = dict(data.get("tokenizer", {}))
+    vocab_size = table.pop("vocab_size", None) or _model_vocab_size(data)
+    return {"vocab_size": vocab_size, **table} if table else vocab_size
 
 
 def _tokenizer(run: Run, resume: bool) -> list[Path]:
     from lingcoder.data.tokenize import train_tokenizer_on_parquet
 
-    report = train_tokenizer_on_parquet(run.dir / "curated", run.dir / "tokenizer", _vocab_size(run.data))
+    report = train_tokenizer_on_parquet(_tokenizer_config(run))
     run.console.print(f"{report['vocab_size']:,} tokens, lossless on {report['round_trip_ok']:,} documents")
     return [run.dir / "tokenizer"]
 
 
+def _tokenize_config(run: Run):
+    from lingcoder.data.tokenize import TokenizeConfig
+
+    return stage_config_from_table(TokenizeConfig, run.data, "tokenize", curated=str(run.dir / "curated"),
+                                   tokenizer=str(run.dir / "tokenizer"), out=str(run.dir / "tokens"),
+                                   workers=run.workers)
+
+
 def _tokenize(run: Run, resume: bool) -> list[Path]:
-    from lingcoder.data.fim import FimConfig
     from lingcoder.data.tokenize import tokenize
 
-    cfg = from_dict(TokenizeStageConfig, run.table("tokenize"), where="tokenize")
-    index = tokenize(run.dir / "curated", run.dir / "tokenizer", run.dir / "tokens",
-                     fim=FimConfig(rate=cfg.fim_rate, seed=cfg.seed), val_fraction=cfg.val_fraction,
-                     seed=cfg.seed, workers=run.workers)
+    index = tokenize(_tokenize_config(run))
     for name, entry in index["sources"].items():
         run.console.print(f"  {name}: {entry['train']['tokens']:,} train / {entry['val']['tokens']:,} val tokens")
     return [run.dir / "tokens"]
 
 
+def _pretrain_config(run: Run):
+    config = pretrain_config_from_dict(run.data)
+    config.data.tokens = str(run.dir / "tokens")
+    config.train.out = str(run.dir / "pretrain")
+    return config
+
+
 def _pretrain(run: Run, resume: bool) -> list[Path]:
-    from lingcoder.train.config import load_pretrain_config
     from lingcoder.train.loop import pretrain
 
-    out = run.dir / "pretrain"
-    config = load_pretrain_config(run.config_path, [*run.overrides, f'data.tokens="{run.dir / "tokens"}"',
-                                                    f'train.out="{out}"'])
+    config = _pretrain_config(run)
+    out = Path(config.train.out)
     resume = resume and bool(complete_checkpoints(out / "checkpoints"))
     if not resume:
         shutil.rmtree(out, ignore_errors=True)
@@ -159,27 +181,40 @@ def _pretrain(run: Run, resume: bool) -> list[Path]:
     return [result.checkpoint]
 
 
+def _synth_config(run: Run):
+    from lingcoder.synth import SynthConfig
+
+    return stage_config_from_table(SynthConfig, run.data, "synth", curated=str(run.dir / "curated"),
+                                   out=str(run.dir / "synth"), workers=run.workers)
+
+
 def _synth(run: Run, resume: bool) -> list[Path]:
     from lingcoder.synth import synth
 
-    out = run.dir / "synth"
-    stats = synth(run.dir / "curated", out, workers=run.workers, **_synth_settings(run.data))
+    config = _synth_config(run)
+    stats = synth(config)
     run.console.print(f"{stats['sft_records']:,} verified SFT records, {stats['dpo']['pairs']:,} DPO pairs")
-    return [out]
+    return [Path(config.out)]
+
+
+def _posttrain_config(stage: str):
+    """The sft or dpo table, with the run's records, starting model and output filled in."""
+    cls = {"sft": SFTConfig, "dpo": DPOConfig}[stage]
+    return lambda run: stage_config_from_table(
+        cls, run.data, stage, data=[str(run.dir / "synth" / f"{stage}.jsonl")], init_from=run.last_model(stage),
+        out=str(run.dir / stage))
 
 
 def _posttrain(stage: str):
-    """The sft or dpo stage: its own table, with the run's data, starting model and output filled in."""
+    """The sft or dpo stage."""
 
     def run_stage(run: Run, resume: bool) -> list[Path]:
-        from lingcoder.train.dpo import dpo, load_dpo_config
-        from lingcoder.train.sft import load_sft_config, sft
+        from lingcoder.train.dpo import dpo
+        from lingcoder.train.sft import sft
 
-        load, train = {"sft": (load_sft_config, sft), "dpo": (load_dpo_config, dpo)}[stage]
-        out = run.dir / stage
-        records = run.dir / "synth" / f"{stage}.jsonl"
-        config = load(run.config_path, [*run.overrides, f'{stage}.data=["{records}"]',
-                                        f'{stage}.init_from="{run.last_model()}"', f'{stage}.out="{out}"'])
+        train = {"sft": sft, "dpo": dpo}[stage]
+        config = _posttrain_config(stage)(run)
+        out = Path(config.out)
         resume = resume and bool(complete_checkpoints(out / "checkpoints"))
         if not resume:
             shutil.rmtree(out, ignore_errors=True)
@@ -190,43 +225,26 @@ def _posttrain(stage: str):
     return run_stage
 
 
-def _synth_settings(data: dict) -> dict:
-    from lingcoder.synth import synth
+def _eval_config(run: Run):
+    from lingcoder.evaluate.runner import EvalConfig
 
-    settings = dict(data.get("synth", {}))
-    known = set(inspect.signature(synth).parameters) - {"curated", "out", "workers"}
-    for key in settings:
-        if key not in known:
-            raise LingcoderError(f"synth.{key}: unknown key (known keys: {', '.join(sorted(known))})")
-    return settings
-
-
-def _curate_settings(data: dict) -> None:
-    from lingcoder.data.curate import load_config
-
-    settings = dict(data.get("curate", {}))
-    settings.pop("sources", None)
-    load_config(settings)
+    backend = run.data.get("eval", {}).get("backend", "checkpoint")
+    if backend not in ("checkpoint", "vllm"):  # the recipe evaluates its own model: on our engine or vLLM's
+        raise LingcoderError(f"eval.backend {backend!r}: unknown for the recipe (known: checkpoint, vllm)")
+    return stage_config_from_table(EvalConfig, run.data, "eval", out=str(run.dir / "eval"), backend=backend,
+                                   model=run.last_model("eval"), workers=run.workers, progress=False)
 
 
 def _eval(run: Run, resume: bool) -> list[Path]:
-    from lingcoder.evaluate.benchmarks import load_benchmark
     from lingcoder.evaluate.runner import run_eval
 
-    cfg = from_dict(EvalStageConfig, run.table("eval"), where="eval")
-    model = run.last_model()
-    tasks = None
-    if cfg.tasks:
-        tasks = list(load_benchmark(cfg.benchmark).problems)[: cfg.tasks]
-    out = run.dir / "eval"
-    shutil.rmtree(out, ignore_errors=True)
-    summary = run_eval(out, benchmark=cfg.benchmark, backend=cfg.backend, model=model, mode=cfg.mode, n=cfg.n,
-                       temperature=cfg.temperature, max_tokens=cfg.max_tokens, tasks=tasks, k=cfg.k,
-                       workers=run.workers, progress=False)
+    cfg = _eval_config(run)
+    shutil.rmtree(cfg.out, ignore_errors=True)
+    summary = run_eval(cfg)
     for language, scores in summary["pass_at_k"][cfg.benchmark].items():
         shown = ", ".join(f"{name} {value:.3f}" for name, value in scores.items())
-        run.console.print(f"{cfg.benchmark} ({language}, {summary['n_tasks']} tasks, {model}): {shown}")
-    return [out]
+        run.console.print(f"{cfg.benchmark} ({language}, {summary['n_tasks']} tasks, {cfg.model}): {shown}")
+    return [Path(cfg.out)]
 
 
 def _expert_usage(run: Run, resume: bool) -> list[Path]:
@@ -236,7 +254,13 @@ def _expert_usage(run: Run, resume: bool) -> list[Path]:
     if reason:  # a dense model, say: the report says so too
         run.console.print(f"nothing to count: {reason}")
         return []
-    return [expert_usage(run.dir)]
+    return [expert_usage(_expert_usage_config(run))]
+
+
+def _expert_usage_config(run: Run):
+    from lingcoder.expert_usage import ExpertUsageConfig
+
+    return stage_config_from_table(ExpertUsageConfig, run.data, "expert_usage", run_dir=str(run.dir))
 
 
 def _report(run: Run, resume: bool) -> list[Path]:
@@ -245,20 +269,16 @@ def _report(run: Run, resume: bool) -> list[Path]:
     return [write_report(run.dir)]
 
 
-def _check(cls, table: str) -> Callable[[dict], Any]:
-    return lambda data: from_dict(cls, data.get(table, {}), where=table)
-
-
 STAGES = (
-    Stage("curate", _tables("curate"), _curate, check=_curate_settings),
-    Stage("tokenizer", lambda data: _vocab_size(data), _tokenizer),
-    Stage("tokenize", _tables("tokenize"), _tokenize, check=_check(TokenizeStageConfig, "tokenize")),
-    Stage("pretrain", _tables("model", "data", "train", "phases"), _pretrain, check=pretrain_config_from_dict),
-    Stage("synth", _tables("synth"), _synth, needs_table="synth", check=_synth_settings),
-    Stage("sft", _tables("sft"), _posttrain("sft"), needs_table="sft", check=_check(SFTConfig, "sft")),
-    Stage("dpo", _tables("dpo"), _posttrain("dpo"), needs_table="dpo", check=_check(DPOConfig, "dpo")),
-    Stage("expert-usage", lambda data: None, _expert_usage),
-    Stage("eval", _tables("eval"), _eval, needs_table="eval", check=_check(EvalStageConfig, "eval")),
+    Stage("curate", _tables("curate"), _curate, config=_curate_config),
+    Stage("tokenizer", lambda data: _tokenizer_shape(data), _tokenizer, config=_tokenizer_config),
+    Stage("tokenize", _tables("tokenize"), _tokenize, config=_tokenize_config),
+    Stage("pretrain", _tables("model", "data", "train", "phases"), _pretrain, config=_pretrain_config),
+    Stage("synth", _tables("synth"), _synth, needs_table="synth", config=_synth_config),
+    Stage("sft", _tables("sft"), _posttrain("sft"), needs_table="sft", config=_posttrain_config("sft")),
+    Stage("dpo", _tables("dpo"), _posttrain("dpo"), needs_table="dpo", config=_posttrain_config("dpo")),
+    Stage("expert-usage", _tables("expert_usage"), _expert_usage, config=_expert_usage_config),
+    Stage("eval", _tables("eval"), _eval, needs_table="eval", config=_eval_config),
     Stage("report", lambda data: None, _report, always=True),
 )
 STAGE_NAMES = [stage.name for stage in STAGES]
@@ -273,27 +293,26 @@ def recipe(config: str | Path, overrides: list[str] = (), out: str | Path | None
     for name, value in (("--from", from_stage), ("--until", until)):
         if value is not None and value not in STAGE_NAMES:
             raise LingcoderError(f"{name} {value!r}: unknown stage (stages: {', '.join(STAGE_NAMES)})")
-    config_path = Path(config)
-    overrides = list(overrides)
-    data = apply_overrides(load_toml(config_path), overrides)
+    data = apply_overrides(load_toml(config), list(overrides))
     run_cfg = from_dict(RunConfig, data.get("run", {}), where="run")
     run_dir = Path(out or run_cfg.out).resolve()
     if not check:
         run_dir.mkdir(parents=True, exist_ok=True)
     record = _read_record(run_dir)
     record["config"] = data
-    run = Run(run_dir, config_path, overrides, data, run_cfg.workers or os.cpu_count() or 1, console, record)
+    run = Run(run_dir, data, run_cfg.workers or os.cpu_count() or 1, console, record, planning=True)
 
     stages = [s for s in STAGES if s.needs_table is None or s.needs_table in data]
     last = STAGE_NAMES.index(until) if until else len(STAGE_NAMES) - 1
     stages = [s for s in stages if STAGE_NAMES.index(s.name) <= last]
-    for stage in stages:  # a typo in a late stage's table fails now, not after hours of training
-        if stage.check:
-            stage.check(data)
+    for stage in stages:  # a typo or wrong type in a late stage's table fails now, not after hours of training
+        if stage.config:
+            stage.config(run)
     plan = _plan(stages, data, record, from_stage)
     if check:
         _print_plan(plan, run_dir, console)
         return record
+    run.planning = False
     for i, (stage, fingerprint, action) in enumerate(plan, 1):
         if action == "done":
             outputs = record["stages"][stage.name]["outputs"]
@@ -340,13 +359,6 @@ def _print_plan(plan: list[tuple[Stage, str, str]], run_dir: Path, console: Cons
     for stage, _, action in plan:
         table.add_row(stage.name, {"done": "skip (done)", "run": "run", "resume": "resume"}[action])
     console.print(table)
-
-
-def _vocab_size(data: dict) -> int:
-    from lingcoder.model.config import model_config_from_table
-
-    cfg = from_dict(TokenizeStageConfig, data.get("tokenize", {}), where="tokenize")
-    return cfg.vocab_size or model_config_from_table(data.get("model", {})).vocab_size
 
 
 def _fingerprint(stage: Stage, data: dict, previous: str) -> str:

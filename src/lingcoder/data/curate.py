@@ -25,6 +25,7 @@ Every input file is either in `file/` or in `dropped/` (`stats.json` `unaccounte
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -78,8 +79,10 @@ class CurateConfig:
     min_repo_files: int = 2
 
 
-def load_config(path: str | dict | None = None, overrides: list[str] | None = None) -> CurateConfig:
+def load_config(path: str | dict | CurateConfig | None = None, overrides: list[str] | None = None) -> CurateConfig:
     """From a TOML file of CurateConfig fields, or from such a table already read (a recipe's [curate])."""
+    if isinstance(path, CurateConfig):
+        return from_dict(CurateConfig, apply_overrides(dataclasses.asdict(path), overrides or []))
     data = path if isinstance(path, dict) else load_toml(path) if path else {}
     return from_dict(CurateConfig, apply_overrides(data, overrides or []))
 
@@ -161,7 +164,7 @@ def curate(
     executor: str = "local",
     benchmarks: list[str] | None = None,
     classifier_data: str | None = None,
-    config: str | dict | None = None,
+    config: str | dict | CurateConfig | None = None,
     overrides: list[str] | None = None,
     quiet: bool = False,
 ) -> dict | None:

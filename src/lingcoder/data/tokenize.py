@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
@@ -26,6 +28,38 @@ from lingcoder.data.tokenizer import EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, sa
 from lingcoder.errors import LingcoderError
 
 IGNORED_FOLDERS = {"dropped", "_work", "logs", ".logs"}  # drop log, curation scratch
+
+
+@dataclass
+class TokenizerTrainConfig:
+    """`lingcoder tokenizer train` (the recipe's `[tokenizer]` table)."""
+
+    data: str  # a curated directory, or a folder / file of Parquet with a `content` column
+    out: str  # directory for tokenizer.json and tokenizer_config.json
+    vocab_size: int = 4096  # special tokens and the 256 bytes included
+    max_documents: int = 0  # train on at most this many documents; 0 = all
+
+
+@dataclass
+class TokenizeConfig:
+    """`lingcoder tokenize` (the recipe's `[tokenize]` table)."""
+
+    tokenizer: str  # directory with tokenizer.json
+    out: str  # output tokens directory
+    curated: str | None = None  # every Parquet folder in it is a source (unless `sources` names them)
+    sources: list[str] = field(default_factory=list)  # NAME=PATH
+    fim_rate: float = 0.5  # share of documents turned into fill-in-the-middle
+    spm_rate: float = 0.5  # among FIM documents, share in SPM order (else PSM)
+    val_fraction: float = 0.01  # share of documents held out for validation
+    seed: int = 0  # seed of the FIM and split draws (per document id)
+    workers: int = 0  # local worker processes; 0 = every core
+    executor: str = "local"  # local, ray or slurm (datatrove's executors, as for curate)
+    executor_options: ExecutorConfig = field(default_factory=ExecutorConfig)
+    verbose: bool = False  # show datatrove's per-task logs
+
+    @property
+    def fim(self) -> FimConfig:
+        return FimConfig(self.fim_rate, self.spm_rate, self.seed)
 
 
 class TokenShardWriter(PipelineStep):
@@ -103,21 +137,18 @@ class TokenIndexWriter(PipelineStep):
         yield
 
 
-def tokenize(curated: str | Path | None, tokenizer_dir: str | Path, out: str | Path, *,
-             sources: list[str] = (), fim: FimConfig | None = None, val_fraction: float = 0.01, seed: int = 0,
-             workers: int = 1, executor: str = "local", executor_config: ExecutorConfig | None = None,
-             quiet: bool = True) -> dict | None:
-    """Tokenize every source into `out` on datatrove's local, Ray or Slurm executor; return the index
-    (also `out/index.json`), or None when the stages were submitted to Slurm."""
+def tokenize(config: TokenizeConfig) -> dict | None:
+    """Tokenize every source into `config.out` on datatrove's local, Ray or Slurm executor; return the
+    index (also `out/index.json`), or None when the stages were submitted to Slurm."""
     from datatrove.pipeline.readers import ParquetReader
 
-    fim = fim or FimConfig()
+    fim, val_fraction, seed, tokenizer_dir = config.fim, config.val_fraction, config.seed, config.tokenizer
     if not 0 <= val_fraction < 1:
-        raise LingcoderError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    named = parse_sources(list(sources)) if sources else discover_sources(Path(curated or ""))
+        raise LingcoderError(f"tokenize.val_fraction must be in [0, 1), got {val_fraction}")
+    named = parse_sources(config.sources) if config.sources else discover_sources(Path(config.curated or ""))
     tokenizer_file = Path(tokenizer_dir) / "tokenizer.json"
     tokenizer = load_checked_tokenizer(tokenizer_file, fim)
-    out = Path(out)
+    out = Path(config.out)
     if out.exists():
         shutil.rmtree(out)  # a partial earlier run must not leak shards into this one
     out.mkdir(parents=True)
@@ -138,8 +169,8 @@ def tokenize(curated: str | Path | None, tokenizer_dir: str | Path, out: str | P
                 "fim": dataclasses.asdict(fim), "val_fraction": val_fraction, "seed": seed}
     index_step = TokenIndexWriter(str(out), tokenizer.get_vocab_size(), tokenizer.token_to_id(EOS), settings)
     stages.append(("token_index", [index_step], 1))
-    finished = run_stages(stages, executor, workers, str(out / ".logs"), executor_config or ExecutorConfig(),
-                          quiet=quiet)
+    finished = run_stages(stages, config.executor, config.workers or os.cpu_count() or 1, str(out / ".logs"),
+                          config.executor_options, quiet=not config.verbose)
     return TokenIndex(out).data if finished else None
 
 
@@ -175,10 +206,11 @@ def parquet_texts(path: str | Path, max_documents: int = 0):
             yield text or ""
 
 
-def train_tokenizer_on_parquet(data: str | Path, out: str | Path, vocab_size: int, max_documents: int = 0) -> dict:
+def train_tokenizer_on_parquet(config: TokenizerTrainConfig) -> dict:
     """Train on curated documents, save, and check the round trip on every document trained on."""
-    tokenizer = train_tokenizer(parquet_texts(data, max_documents), vocab_size)
-    save_tokenizer(tokenizer, out)
+    data, max_documents = config.data, config.max_documents
+    tokenizer = train_tokenizer(parquet_texts(data, max_documents), config.vocab_size)
+    save_tokenizer(tokenizer, config.out)
     documents = ok = 0
     for text in parquet_texts(data, max_documents):
         documents += 1

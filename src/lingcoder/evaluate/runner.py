@@ -21,7 +21,7 @@ import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,66 +60,76 @@ class Timeouts:
         }
 
 
-def run_eval(
-    out: str | Path,
-    *,
-    samples: str | Path | None = None,
-    benchmark: str = "humaneval",
-    benchmark_file: str | Path | None = None,
-    backend: str | None = None,
-    model: str | None = None,
-    base_url: str | None = None,
-    device: str = "cpu",
-    mode: str = "base",
-    n: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    max_tokens: int = 512,
-    stop: list[str] | None = None,
-    tasks: list[str] | None = None,
-    k: list[int] | None = None,
-    workers: int | None = None,
-    timeout: float | None = None,
-    min_timeout: float = 4.0,
-    timeout_factor: float = 4.0,
-    use_namespaces: bool = True,
-    progress: bool = True,
-) -> dict:
-    """`lingcoder eval`: judge `samples`, or first generate DIR/samples.jsonl with `backend` + `model`
-    (for all tasks, or only `tasks`)."""
-    timeouts = Timeouts(timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor)
+@dataclass
+class EvalConfig:
+    """`lingcoder eval` (the recipe's `[eval]` table)."""
+
+    out: str  # output directory: samples.jsonl (when generating), results.jsonl, summary.json; resumable
+    samples: str | None = None  # a samples JSONL (task_id, completion) to judge; None: generate it first
+    benchmark: str = "humaneval"  # humaneval, humaneval+, mbpp, mbpp+, multipl-e, mbxp
+    benchmark_file: str | None = None  # the local benchmark file (every benchmark but humaneval)
+    backend: str | None = None  # generate samples with: checkpoint, hf, openai, vllm (serves the checkpoint)
+    model: str | None = None  # checkpoint directory, HF model, or the endpoint's model name
+    base_url: str | None = None  # OpenAI-compatible endpoint, e.g. http://h:8000/v1
+    device: str = "cpu"  # for the checkpoint and hf backends
+    mode: str = "base"  # base: completion prompts; instruct: chat template, fenced code
+    n: int = 1  # samples per task
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    max_tokens: int = 512
+    stop: list[str] | None = None  # stop strings; None: the benchmark's
+    tasks: list[str] | None = None  # generate for these tasks only
+    limit: int = 0  # generate for the benchmark's first N tasks only; 0 = all
+    k: list[int] = field(default_factory=lambda: [1, 10, 100])  # pass@k
+    workers: int | None = None  # parallel programs; None = every core
+    timeout: float | None = None  # fixed per-program timeout; None = adaptive
+    min_timeout: float = 4.0  # adaptive timeout floor, seconds
+    timeout_factor: float = 4.0  # adaptive timeout: x the reference solution's time
+    use_namespaces: bool = True  # network and PID namespaces around each program
+    progress: bool = True  # progress bars
+
+
+def run_eval(config: EvalConfig) -> dict:
+    """`lingcoder eval`: judge `config.samples`, or first generate OUT/samples.jsonl with `backend` +
+    `model` (for all tasks, or only `tasks` / the first `limit`). The backend is built before anything
+    is written, so a bad backend leaves OUT untouched."""
+    c = config
+    timeouts = Timeouts(timeout=c.timeout, min_timeout=c.min_timeout, timeout_factor=c.timeout_factor)
+    samples = c.samples
     if samples is None:
-        if backend is None or model is None:
+        if c.backend is None or c.model is None:
             raise LingcoderError("eval needs --samples FILE, or --backend and --model to generate samples")
-        out_dir = Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        bench = load_benchmark(benchmark, benchmark_file)
-        if tasks:
-            bench = bench.subset(tasks)
+        bench = load_benchmark(c.benchmark, c.benchmark_file)
+        if c.tasks:
+            bench = bench.subset(c.tasks)
+        if c.limit:
+            bench = bench.subset(list(bench.problems)[: c.limit])
         settings = GenerationSettings(
-            n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=tuple(stop or ())
+            n=c.n, temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens, stop=tuple(c.stop or ())
         )
-        samples = out_dir / "samples.jsonl"
-        _check_generation_record(
-            out_dir / GENERATION,
-            {
-                "benchmark": bench.name,
-                "backend": backend,
-                "model": model,
-                "base_url": base_url,
-                "mode": mode,
-                "settings": dataclasses.asdict(settings),
-            },
-        )
-        generator = make_backend(backend, model, base_url=base_url, device=device)
+        generator = make_backend(c.backend, c.model, base_url=c.base_url, device=c.device)
         try:
-            with _progress(progress, Console(stderr=True)) as bar:
+            out_dir = Path(c.out)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            samples = out_dir / "samples.jsonl"
+            _check_generation_record(
+                out_dir / GENERATION,
+                {
+                    "benchmark": bench.name,
+                    "backend": c.backend,
+                    "model": c.model,
+                    "base_url": c.base_url,
+                    "mode": c.mode,
+                    "settings": dataclasses.asdict(settings),
+                },
+            )
+            with _progress(c.progress, Console(stderr=True)) as bar:
                 task = bar.add_task("generating", total=len(bench.problems))
                 generate_samples(
                     bench,
                     generator,
                     samples,
-                    mode=mode,
+                    mode=c.mode,
                     settings=settings,
                     on_task_done=lambda: bar.advance(task),
                 )
@@ -128,14 +138,14 @@ def run_eval(
                 generator.close()  # a vLLM server started for this run
     return evaluate_samples(
         samples,
-        out,
-        benchmark=benchmark,
-        benchmark_file=benchmark_file,
-        k=k,
-        workers=workers,
+        c.out,
+        benchmark=c.benchmark,
+        benchmark_file=c.benchmark_file,
+        k=c.k,
+        workers=c.workers,
         timeouts=timeouts,
-        use_namespaces=use_namespaces,
-        progress=progress,
+        use_namespaces=c.use_namespaces,
+        progress=c.progress,
     )
 
 

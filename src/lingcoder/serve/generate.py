@@ -6,7 +6,7 @@ out of attention and out of the position count, so each row decodes as if it wer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -140,3 +140,27 @@ def generate(model: BailingMoeForCausalLM, tokenizer: Tokenizer, prompts: list[s
 def cut_at_stop(text: str, stops: list[str]) -> str:
     cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
     return text[:cut]
+
+
+@dataclass
+class GenerateConfig:
+    """`lingcoder generate`: the checkpoint, the prompts and how to sample."""
+
+    model: str  # a checkpoint directory (with tokenizer.json)
+    prompts: list[str]  # one completion each
+    max_new_tokens: int = 128
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0  # nucleus sampling mass
+    top_k: int = 0  # keep the k most likely tokens; 0 = all
+    stop: list[str] = field(default_factory=list)  # stop strings
+    seed: int | None = None  # sampling seed
+    device: str = "cpu"  # cpu, cuda, cuda:1, ...
+    dtype: str | None = None  # float32, bfloat16, ...; None: as stored
+
+
+def generate_from_config(config: GenerateConfig) -> list[str]:
+    """`lingcoder generate`: load the checkpoint and complete every prompt."""
+    model, tokenizer = load_for_generation(config.model, device=config.device, dtype=config.dtype)
+    return generate(model, tokenizer, config.prompts, max_new_tokens=config.max_new_tokens,
+                    temperature=config.temperature, top_p=config.top_p, top_k=config.top_k, stop=config.stop,
+                    seed=config.seed)

@@ -11,6 +11,7 @@ client goes away ends alone, and its rows leave the decode batch.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import socket
@@ -373,20 +374,45 @@ def _server(model_dir: str | Path, *, host: str, port: int, api_key: str | None,
         engine.stop()
 
 
-def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          device: str = "cpu", dtype: str | None = None, max_batch_size: int = 32,
-          served_model_name: str | None = None) -> None:
-    """`lingcoder serve`: serve `model_dir` until interrupted."""
-    with _server(model_dir, host=host, port=port, api_key=api_key, device=device, dtype=dtype,
-                 max_batch_size=max_batch_size, served_model_name=served_model_name, log_level="info") as server:
+@dataclass
+class ServeConfig:
+    """`lingcoder serve`."""
+
+    model_dir: str  # a checkpoint directory (with tokenizer.json)
+    host: str = "127.0.0.1"  # loopback by default
+    port: int = 8000
+    api_key: str | None = None  # require 'Authorization: Bearer KEY' on /v1
+    device: str = "cpu"  # cpu, cuda, cuda:1, ...
+    dtype: str | None = None  # float32, bfloat16, ...; None: as stored
+    max_batch_size: int = 32  # rows (choices) decoded together at most
+    served_model_name: str | None = None  # the name at /v1/models; None: the directory's name
+    engine: str = "lingcoder"  # lingcoder (this server) or vllm (vLLM's server on the checkpoint)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("lingcoder", "vllm"):
+            raise LingcoderError(f"serve.engine {self.engine!r}: unknown (known: lingcoder, vllm)")
+
+
+def serve(config: ServeConfig) -> None:
+    """`lingcoder serve`: serve `config.model_dir` until interrupted (with vLLM when `engine = "vllm"`)."""
+    if config.engine == "vllm":
+        from lingcoder.vllm_server import serve_with_vllm
+
+        serve_with_vllm(config.model_dir, host=config.host, port=config.port, api_key=config.api_key,
+                        dtype=config.dtype, served_model_name=config.served_model_name)
+        return
+    settings = dataclasses.asdict(config)
+    settings.pop("engine")
+    with _server(settings.pop("model_dir"), **settings, log_level="info") as server:
         server.run()
 
 
 @contextmanager
-def serve_in_background(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0,
-                        api_key: str | None = None, device: str = "cpu", dtype: str | None = None,
-                        max_batch_size: int = 32, served_model_name: str | None = None) -> Iterator[str]:
-    """Serve `model_dir` from a background thread (port 0: a free one); yields the base URL, ending in /v1."""
+def serve_in_background(model_dir: str | Path, **settings) -> Iterator[str]:
+    """Serve `model_dir` from a background thread with `ServeConfig` `settings` (port 0, the default here:
+    a free one); yields the base URL, ending in /v1."""
+    config = ServeConfig(str(model_dir), **{"port": 0, **settings})
+    host, port = config.host, config.port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -394,9 +420,8 @@ def serve_in_background(model_dir: str | Path, *, host: str = "127.0.0.1", port:
     except OSError as exc:
         sock.close()
         raise LingcoderError(f"cannot listen on {host}:{port} ({exc})") from None
-    with sock, _server(model_dir, host=host, port=port, api_key=api_key, device=device, dtype=dtype,
-                       max_batch_size=max_batch_size, served_model_name=served_model_name,
-                       log_level="warning") as server:
+    settings = dataclasses.asdict(config)
+    with sock, _server(settings.pop("model_dir"), **settings, log_level="warning") as server:
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="lingcoder-http",
                                   daemon=True)
         thread.start()

@@ -15,6 +15,7 @@ import os
 import random
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from lingcoder.data.decontaminate import DecontaminationConfig
@@ -30,38 +31,53 @@ from lingcoder.synth.teacher import MODES, Teacher, TeacherConfig
 from lingcoder.synth.verify import drop_reason, run_all
 
 
-def synth(
-    curated: str | Path,
-    out: str | Path,
-    *,
-    teacher_url: str | None = None,
-    teacher_model: str | None = None,
-    teacher_api_key: str | None = None,
-    teacher_modes: list[str] | None = None,
-    teacher_problems: int = 16,
-    teacher_temperature: float = 0.8,
-    teacher_max_tokens: int = 1024,
-    magpie_prefix: str | None = None,
-    magpie_stop: list[str] | None = None,
-    candidates_url: str | None = None,
-    candidates_model: str | None = None,
-    candidates_api_key: str | None = None,
-    candidates_checkpoint: str | Path | None = None,
-    candidates_engine: str = "lingcoder",
-    n_candidates: int = 4,
-    candidates_temperature: float = 0.8,
-    candidates_max_tokens: int = 512,
-    device: str = "cpu",
-    workers: int | None = None,
-    max_problems: int = 0,
-    seed: int = 0,
-    timeout: float = 10.0,
-    benchmarks: list[str] | None = None,
-    humaneval: bool = True,
-) -> dict:
+@dataclass
+class SynthConfig:
+    """`lingcoder synth` (the recipe's `[synth]` table)."""
+
+    curated: str  # a curated directory (`lingcoder curate` output)
+    out: str  # output directory: sft.jsonl, dpo.jsonl, stats.json, dropped.jsonl
+    teacher_url: str | None = None  # teacher endpoint (OpenAI-compatible, .../v1)
+    teacher_model: str | None = None  # the teacher's model name at that endpoint
+    teacher_api_key: str | None = None  # default: $OPENAI_API_KEY
+    teacher_modes: list[str] | None = None  # magpie, evolved; None: both
+    teacher_problems: int = 16  # teacher attempts per mode
+    teacher_temperature: float = 0.8  # > 0
+    teacher_max_tokens: int = 1024
+    magpie_prefix: str | None = None  # the teacher's chat template up to a user turn; None: Ling's
+    magpie_stop: list[str] | None = None  # stop strings ending the user turn
+    candidates_url: str | None = None  # an endpoint whose answers make DPO pairs (default: program mutations)
+    candidates_model: str | None = None  # the model name at candidates_url
+    candidates_api_key: str | None = None
+    candidates_checkpoint: str | None = None  # a checkpoint directory whose answers make DPO pairs
+    candidates_engine: str = "lingcoder"  # runs candidates_checkpoint: lingcoder's engine or vllm (its server)
+    n_candidates: int = 4  # answers (or mutants) tried per problem; 0 = no DPO pairs
+    candidates_temperature: float = 0.8
+    candidates_max_tokens: int = 512
+    device: str = "cpu"  # for candidates_checkpoint
+    workers: int | None = None  # parallel parsers and programs; None = every core
+    max_problems: int = 0  # verify a seeded sample of this many problems; 0 = all
+    seed: int = 0  # seed of every sampled choice
+    timeout: float = 10.0  # seconds per program run
+    benchmarks: list[str] | None = None  # extra benchmark JSONL files to decontaminate against
+    humaneval: bool = True  # decontaminate against HumanEval too
+
+
+def synth(config: SynthConfig) -> dict:
     """Write OUT/sft.jsonl, OUT/dpo.jsonl, OUT/dropped.jsonl and OUT/stats.json; return the stats."""
+    c = config
+    curated, out, seed, timeout, device, max_problems = c.curated, c.out, c.seed, c.timeout, c.device, c.max_problems
+    teacher_url, teacher_model, teacher_api_key = c.teacher_url, c.teacher_model, c.teacher_api_key
+    teacher_modes, teacher_problems = c.teacher_modes, c.teacher_problems
+    teacher_temperature, teacher_max_tokens = c.teacher_temperature, c.teacher_max_tokens
+    magpie_prefix, magpie_stop = c.magpie_prefix, c.magpie_stop
+    candidates_url, candidates_model, candidates_api_key = c.candidates_url, c.candidates_model, c.candidates_api_key
+    candidates_checkpoint, n_candidates = c.candidates_checkpoint, c.n_candidates
+    candidates_engine = c.candidates_engine
+    candidates_temperature, candidates_max_tokens = c.candidates_temperature, c.candidates_max_tokens
+    benchmarks, humaneval = c.benchmarks, c.humaneval
     started = time.monotonic()
-    workers = workers or os.cpu_count() or 1
+    workers = c.workers or os.cpu_count() or 1
     if n_candidates < 0 or workers < 1 or max_problems < 0 or timeout <= 0:
         raise LingcoderError(f"n_candidates={n_candidates}, workers={workers}, max_problems={max_problems}, "
                              f"timeout={timeout}: need n_candidates, max_problems >= 0, workers >= 1, timeout > 0")
