@@ -47,4 +47,4 @@ def test_cli_without_vllm_says_how_to_get_it(tmp_path, micro_model):
                           str(tmp_path / "ckpt"), "--task", "HumanEval/0", "--no-progress", env=env)
     assert evaluated.returncode == 2 and "cannot import vllm" in evaluated.stderr, evaluated.stderr
     unknown = lingcoder("serve", str(tmp_path / "ckpt"), "--engine", "tgi", env=env)
-    assert unknown.returncode == 2 and "--engine 'tgi': unknown (known: lingcoder, vllm)" in unknown.stderr
+    assert unknown.returncode == 2 and "engine 'tgi': unknown (known: lingcoder, vllm)" in unknown.stderr
