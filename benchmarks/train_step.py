@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from lingcoder.model import BailingMoeConfig, BailingMoeForCausalLM, count_parameters
-from lingcoder.train.loop import autocast_context
 from lingcoder.train.metrics import flops_per_token, peak_flops
+from lingcoder.train.trainer import autocast_context
 
 
 def main() -> None:

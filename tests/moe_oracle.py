@@ -18,8 +18,8 @@ def loop_experts(experts, x_TD, topk_idx_TK, topk_w_TK):
 
 def loop_oracle(moe, x_TD):
     """The whole MoE block (router, routed experts, shared experts) with the loop."""
-    _, _, topk_idx_TK, topk_w_TK = moe.gate(x_TD)
-    y_TD = loop_experts(moe.experts, x_TD, topk_idx_TK, topk_w_TK)
+    routing = moe.gate(x_TD)
+    y_TD = loop_experts(moe.experts, x_TD, routing.expert_idx_TK, routing.weights_TK)
     if moe.shared_experts is not None:
-        y_TD = y_TD + moe.shared_experts(x_TD)
+        y_TD = y_TD + moe.shared_experts(x_TD).hidden
     return y_TD

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from lingcoder.data.tokenizer import save_tokenizer
 from lingcoder.model import BailingMoeForCausalLM
 
 from .conftest import micro_config
@@ -18,7 +19,9 @@ from .conftest import micro_config
 def make_checkpoint(directory: Path, tokenizer_dir: Path) -> Path:
     torch.manual_seed(0)
     model = BailingMoeForCausalLM(micro_config(vocab_size=512))
-    model.save_pretrained(directory, tokenizer=Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json")))
+    model.save_pretrained(directory)
+    save_tokenizer(Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json")), directory,
+                   model_max_length=model.config.max_position_embeddings)
     return directory
 
 

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from lingcoder.data.tokenizer import train_tokenizer
+from lingcoder.data.tokenizer import save_tokenizer, train_tokenizer
 from lingcoder.model import BailingMoeForCausalLM
 
 from .conftest import micro_config
@@ -46,7 +46,8 @@ def test_bad_input_is_one_clear_line_without_traceback(tmp_path):
 def test_generate_command_from_a_checkpoint(tmp_path):
     tokenizer = train_tokenizer(["def f(x):\n    return x\n"] * 10, vocab_size=300)
     model = BailingMoeForCausalLM(micro_config(vocab_size=tokenizer.get_vocab_size()))
-    model.save_pretrained(tmp_path / "ckpt", tokenizer=tokenizer)
+    model.save_pretrained(tmp_path / "ckpt")
+    save_tokenizer(tokenizer, tmp_path / "ckpt", model_max_length=model.config.max_position_embeddings)
     out = lingcoder("generate", "--model", str(tmp_path / "ckpt"), "--prompt", "def f", "--prompt", "ret",
                     "--max-new-tokens", "5", "--temperature", "0.7", "--seed", "1").stdout
     assert out.startswith("def f") and "\nret" in out

@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from lingcoder.errors import LingcoderError
+from lingcoder.generation.chat_template import ChatTemplate
+from lingcoder.generation.generate import load_for_generation
 from lingcoder.model import BailingMoeForCausalLM
 from lingcoder.runfiles import complete_checkpoints, read_metrics
-from lingcoder.serve.chat_template import ChatTemplate
-from lingcoder.serve.generate import load_for_generation
 from lingcoder.train.chat import ChatRenderer, preference_pair
 from lingcoder.train.dpo import DPOObjective, dpo, dpo_loss, load_dpo_config, sequence_logprobs
 from lingcoder.train.packing import packed_batch

@@ -1,4 +1,4 @@
-"""Our own checkpoints as a generation backend (`lingcoder.serve.generate`).
+"""Our own checkpoints as a generation backend (`lingcoder.generation.generate`).
 
 Bookkeeping only: a tiny random model writes nonsense, so this checks that every task gets its
 samples and every sample its verdict, not that anything passes.
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from lingcoder.data.tokenizer import train_tokenizer
+from lingcoder.data.tokenizer import save_tokenizer, train_tokenizer
 from lingcoder.evaluate.execution import VERDICTS
 from lingcoder.evaluate.runner import EvalConfig, run_eval
 from lingcoder.model import BailingMoeConfig, BailingMoeForCausalLM
@@ -21,7 +21,8 @@ def checkpoint(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny-checkpoint")
     tokenizer = train_tokenizer(["def f(x):\n    return x + 1\n", "import math\nprint('hello')\n"] * 20, 512)
     config = BailingMoeConfig.preset("tiny", vocab_size=tokenizer.get_vocab_size())
-    BailingMoeForCausalLM(config).save_pretrained(directory, tokenizer=tokenizer)
+    BailingMoeForCausalLM(config).save_pretrained(directory)
+    save_tokenizer(tokenizer, directory, model_max_length=config.max_position_embeddings)
     return directory
 
 

@@ -4,7 +4,8 @@ import types
 
 import torch
 
-from lingcoder.evaluate.backends import GenerationSettings, HuggingFaceBackend
+from lingcoder.evaluate.backends import HuggingFaceBackend
+from lingcoder.generation.sampling import SamplingParams
 
 ALPHABET = "\n abcdefghijklmnopqrstuvwxyz0123456789():=+-_<>/"
 ANSWER = "    return 1\ndef later():\n"
@@ -59,7 +60,7 @@ def test_complete_sampling_and_greedy(monkeypatch):
     install_fake_transformers(monkeypatch)
     backend = HuggingFaceBackend("some/model")
     sampled = backend.complete(
-        ["def f():\n"], GenerationSettings(n=2, temperature=0.7, top_p=0.9, stop=("\ndef",))
+        ["def f():\n"], SamplingParams(n=2, temperature=0.7, top_p=0.9, stop=("\ndef",))
     )
     assert sampled == [["    return 1", "    return 1"]]
     assert FakeModel.calls[-1] | {"prompt": None} == {
@@ -70,13 +71,13 @@ def test_complete_sampling_and_greedy(monkeypatch):
         "temperature": 0.7,
         "top_p": 0.9,
     }
-    backend.complete(["x"], GenerationSettings(max_tokens=7))
+    backend.complete(["x"], SamplingParams(max_tokens=7))
     assert FakeModel.calls[-1]["do_sample"] is False and FakeModel.calls[-1]["max_new_tokens"] == 7
 
 
 def test_chat_uses_the_tokenizer_template(monkeypatch):
     install_fake_transformers(monkeypatch)
     backend = HuggingFaceBackend("some/model")
-    (answers,) = backend.chat([[{"role": "user", "content": "hi"}]], GenerationSettings())
+    (answers,) = backend.chat([[{"role": "user", "content": "hi"}]], SamplingParams())
     assert answers == [ANSWER]
     assert FakeModel.calls[-1]["prompt"].tolist() == [encode("chat: hi")]

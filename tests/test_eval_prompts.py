@@ -1,5 +1,6 @@
 from lingcoder.evaluate.benchmarks import Problem
-from lingcoder.evaluate.prompts import completion_from_answer, cut_at_stop, extract_code, instruct_messages
+from lingcoder.evaluate.prompts import completion_from_answer, extract_code, instruct_messages
+from lingcoder.generation.sampling import cut_at_stop
 
 
 def test_extract_prefers_the_language_block():

@@ -124,3 +124,22 @@ def test_loss_adds_the_weighted_router_losses(micro_model):
     masked = micro_model(ids, labels=labels).lm_loss
     logits = out.logits[:, 4:-1].reshape(-1, cfg.vocab_size)
     torch.testing.assert_close(masked, torch.nn.functional.cross_entropy(logits, ids[:, 5:].reshape(-1)))
+
+
+def test_init_weights_by_module_type_is_seeded_and_keeps_tied_weights_tied():
+    config = micro_config(use_qkv_bias=True, tie_word_embeddings=True, first_k_dense_replace=1,
+                          initializer_range=0.05)
+    model = BailingMoeForCausalLM(config)
+    model.init_weights(seed=3)
+    for name, p in model.named_parameters():
+        if "norm" in name:
+            assert torch.equal(p, torch.ones_like(p)), name
+        elif name.endswith(".bias"):
+            assert torch.equal(p, torch.zeros_like(p)), name
+        else:  # linear, embedding, router and stacked expert weights
+            assert 0.02 < p.std().item() < 0.1, name
+    assert model.lm_head.weight is model.model.word_embeddings.weight
+    again = BailingMoeForCausalLM(config)
+    again.init_weights(seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(),
+                                                 strict=True))

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from lingcoder.model.moe import MoE, router_stats
+from lingcoder.model.moe import MLP, FeedForwardOutput, MoE, Routing, router_stats
 
 from .conftest import micro_config
 from .moe_oracle import loop_oracle
@@ -21,7 +21,8 @@ def make_moe(seed=0, **overrides):
 def test_grouped_dispatch_matches_loop_oracle_values_and_gradients():
     moe = make_moe()
     x = torch.randn(3, 7, 32, requires_grad=True)
-    y, stats = moe(x)
+    out = moe(x)
+    y, stats = out.hidden, out.router_stats
     grad_out = torch.randn_like(y)
     (y * grad_out).sum().backward()
     grads = {n: p.grad.clone() for n, p in moe.named_parameters()}
@@ -47,7 +48,8 @@ def test_experts_that_get_no_tokens_have_zero_gradient_and_match_oracle():
     x = torch.randn(10, 32)
     x[:, 0] = x[:, 0].abs() + 1
     x.requires_grad_(True)
-    y, stats = moe(x[None])
+    out = moe(x[None])
+    y, stats = out.hidden, out.router_stats
     assert stats.tokens_per_expert.tolist() == [10, 10, 0, 0, 0, 0, 0, 0]
     y.sum().backward()
     assert moe.experts.gate_proj.grad[2:].abs().sum() == 0
@@ -58,7 +60,7 @@ def test_experts_that_get_no_tokens_have_zero_gradient_and_match_oracle():
 def test_bf16_dispatch_matches_oracle_in_bf16():
     moe = make_moe().to(torch.bfloat16)
     x = torch.randn(64, 32, dtype=torch.bfloat16)
-    y, _ = moe(x[None])
+    y = moe(x[None]).hidden
     assert y.dtype == torch.bfloat16
     torch.testing.assert_close(y[0].float(), loop_oracle(moe, x).float(), atol=0.05, rtol=0.02)
 
@@ -87,12 +89,12 @@ def test_balancing_loss_gradient_spreads_a_collapsed_router():
     opt = torch.optim.SGD(moe.gate.parameters(), lr=2.0)
     x = torch.randn(256, 32)
     x[:, 0] = x[:, 0].abs() + 1
-    before = moe(x[None])[1]
+    before = moe(x[None]).router_stats
     for _ in range(30):
         opt.zero_grad()
-        moe(x[None])[1].load_balancing_loss.backward()
+        moe(x[None]).router_stats.load_balancing_loss.backward()
         opt.step()
-    after = moe(x[None])[1]
+    after = moe(x[None]).router_stats
     assert after.load_balancing_loss < before.load_balancing_loss
     assert after.tokens_per_expert.max() < before.tokens_per_expert.max()
 
@@ -104,16 +106,37 @@ def test_aux_loss_free_bias_moves_load_toward_balance():
         moe.gate.weight[1, 0] = 2.0
     x = torch.randn(256, 32)
     x[:, 0] = x[:, 0].abs()
-    start = moe(x[None])[1].tokens_per_expert
+    start = moe(x[None]).router_stats.tokens_per_expert
     for _ in range(40):
-        moe.gate.update_bias(moe(x[None])[1].tokens_per_expert)
-    end = moe(x[None])[1].tokens_per_expert
+        moe.gate.update_bias(moe(x[None]).router_stats.tokens_per_expert)
+    end = moe(x[None]).router_stats.tokens_per_expert
     assert end.max() < start.max()
     assert moe.gate.expert_bias[0] < moe.gate.expert_bias.mean()  # the overloaded expert was pushed down
 
 
+def test_dense_and_moe_feed_forwards_return_one_type():
+    config = micro_config()
+    x = torch.randn(2, 3, config.hidden_size)
+    dense = MLP(config.hidden_size, config.intermediate_size)(x)
+    moe = make_moe()(x)
+    assert isinstance(dense, FeedForwardOutput) and dense.router_stats is None and dense.hidden.shape == x.shape
+    assert isinstance(moe, FeedForwardOutput) and moe.hidden.shape == x.shape
+    assert int(moe.router_stats.tokens_per_expert.sum()) == 2 * 3 * config.num_experts_per_tok
+
+
+def test_router_names_its_decision():
+    moe = make_moe()
+    routing = moe.gate(torch.randn(5, 32))
+    assert isinstance(routing, Routing)
+    assert routing.expert_idx_TK.shape == routing.weights_TK.shape == (5, 2)
+    torch.testing.assert_close(routing.weights_TK.sum(-1), torch.ones(5))  # norm_topk_prob
+    torch.testing.assert_close(routing.weights_TK, routing.probs_TE.gather(-1, routing.expert_idx_TK)
+                               / routing.probs_TE.gather(-1, routing.expert_idx_TK).sum(-1, keepdim=True))
+
+
 def routed(moe, x_TD):
-    _, _, idx_TK, w_TK = moe.gate(x_TD)
+    routing = moe.gate(x_TD)
+    idx_TK, w_TK = routing.expert_idx_TK, routing.weights_TK
     order = idx_TK.argsort(dim=-1)
     return idx_TK.gather(-1, order).tolist(), w_TK.gather(-1, order)
 
@@ -156,4 +179,4 @@ def test_expert_groups_limit_the_choice_to_the_best_groups():
 def test_softmax_router_is_unchanged_by_a_single_group():
     x = torch.randn(9, 32)
     plain, grouped = make_moe(), make_moe(n_group=1, topk_group=1)
-    assert torch.equal(plain.gate(x)[3], grouped.gate(x)[3])
+    assert torch.equal(plain.gate(x).weights_TK, grouped.gate(x).weights_TK)

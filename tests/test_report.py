@@ -40,7 +40,7 @@ from lingcoder.report.page import Section, figure_html, render_page
 from lingcoder.report.plots import subsample
 from lingcoder.runfiles import read_metrics
 from lingcoder.train.config import load_pretrain_config
-from lingcoder.train.loop import pretrain
+from lingcoder.train.pretrain import pretrain
 
 from .conftest import MICRO_MODEL_TABLE, STDLIB_MODULES
 

@@ -15,13 +15,14 @@ import openai
 import pytest
 import torch
 
-from lingcoder.data.tokenizer import train_tokenizer
+from lingcoder.data.tokenizer import save_tokenizer, train_tokenizer
 from lingcoder.errors import LingcoderError
 from lingcoder.evaluate.runner import EvalConfig, run_eval
+from lingcoder.generation.chat_template import ChatTemplate
+from lingcoder.generation.generate import generate, generate_ids, load_for_generation
+from lingcoder.generation.sampling import SamplingParams
 from lingcoder.model import BailingMoeForCausalLM
-from lingcoder.serve.chat_template import ChatTemplate
 from lingcoder.serve.engine import Engine, GenerationRequest
-from lingcoder.serve.generate import SamplingParams, generate, generate_ids, load_for_generation
 from lingcoder.serve.server import serve_in_background
 
 from .conftest import embedded_text, micro_config
@@ -38,7 +39,8 @@ def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = BailingMoeForCausalLM(micro_config(vocab_size=tokenizer.get_vocab_size(), max_position_embeddings=1024))
     directory = tmp_path_factory.mktemp("checkpoints") / NAME
-    model.save_pretrained(directory, tokenizer=tokenizer)
+    model.save_pretrained(directory)
+    save_tokenizer(tokenizer, directory, model_max_length=model.config.max_position_embeddings)
     return directory
 
 
@@ -255,7 +257,7 @@ def test_a_failing_request_ends_alone_and_the_engine_goes_on(direct):
             if update.finish_reason:
                 done.set()
 
-        params = SamplingParams(max_new_tokens=30)
+        params = SamplingParams(max_tokens=30)
         engine.submit(GenerationRequest([5, 6, 7], params, broken))
         engine.submit(GenerationRequest([8, 9], params, good))
         assert done.wait(30)

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from lingcoder.errors import LingcoderError
+from lingcoder.generation.chat_template import ChatTemplate
+from lingcoder.generation.generate import generate, load_for_generation
 from lingcoder.model import BailingMoeForCausalLM
 from lingcoder.runfiles import read_metrics
-from lingcoder.serve.chat_template import ChatTemplate
-from lingcoder.serve.generate import generate, load_for_generation
 from lingcoder.train.chat import ChatRenderer, conversation
 from lingcoder.train.config import load_pretrain_config
 from lingcoder.train.dpo import load_dpo_config

@@ -17,8 +17,8 @@ from lingcoder.data.tokenize import TokenizeConfig, TokenizerTrainConfig
 from lingcoder.evaluate.runner import EvalConfig
 from lingcoder.experiment import ExperimentConfig
 from lingcoder.expert_usage import ExpertUsageConfig
+from lingcoder.generation.generate import GenerateConfig
 from lingcoder.recipe import recipe
-from lingcoder.serve.generate import GenerateConfig
 from lingcoder.serve.server import ServeConfig
 from lingcoder.synth.pipeline import SynthConfig
 
@@ -59,7 +59,7 @@ COMMANDS = {
     ),
     "generate": (
         ["generate", "--model", "m", "--prompt", "a", "--prompt", "b", "--top-k", "5", "--seed", "1"],
-        "lingcoder.serve.generate", "generate_from_config", GenerateConfig, "generate",
+        "lingcoder.generation.generate", "generate_from_config", GenerateConfig, "generate",
         {"model": "m", "prompts": ["a", "b"], "top_k": 5, "seed": 1},
     ),
     "expert-usage": (

@@ -521,7 +521,7 @@ def test_magpie_uses_the_teachers_own_template_when_given(small_corpus, tmp_path
 def micro_checkpoint(tmp_path_factory):
     """A random micro model with a tokenizer and Ling's chat template: a poor but real teacher."""
     torch = pytest.importorskip("torch")
-    from lingcoder.data.tokenizer import train_tokenizer
+    from lingcoder.data.tokenizer import save_tokenizer, train_tokenizer
     from lingcoder.model import BailingMoeForCausalLM
 
     from .conftest import embedded_text, micro_config
@@ -530,7 +530,8 @@ def micro_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = BailingMoeForCausalLM(micro_config(vocab_size=tokenizer.get_vocab_size(), max_position_embeddings=2048))
     directory = tmp_path_factory.mktemp("checkpoints") / "micro-teacher"
-    model.save_pretrained(directory, tokenizer=tokenizer)
+    model.save_pretrained(directory)
+    save_tokenizer(tokenizer, directory, model_max_length=model.config.max_position_embeddings)
     return directory
 
 

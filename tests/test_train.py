@@ -14,11 +14,11 @@ import torch
 
 from lingcoder.data.shards import TokenIndex
 from lingcoder.errors import LingcoderError
+from lingcoder.generation.generate import generate, load_for_generation
 from lingcoder.runfiles import read_metrics
-from lingcoder.serve.generate import generate, load_for_generation
 from lingcoder.train.config import load_pretrain_config
 from lingcoder.train.data import MixtureSampler
-from lingcoder.train.loop import pretrain
+from lingcoder.train.pretrain import pretrain
 from lingcoder.train.schedules import ScheduleConfig, learning_rate
 
 from .conftest import MICRO_MODEL_TABLE

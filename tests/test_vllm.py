@@ -20,9 +20,10 @@ import torch
 
 from lingcoder.data.tokenizer import SPECIAL_TOKENS, train_tokenizer
 from lingcoder.evaluate.runner import EvalConfig, run_eval
+from lingcoder.generation.generate import generate_ids, load_for_generation
+from lingcoder.generation.sampling import SamplingParams
 from lingcoder.model import BailingMoeForCausalLM
 from lingcoder.model.config import BailingMoeConfig
-from lingcoder.serve.generate import SamplingParams, generate_ids, load_for_generation
 from lingcoder.vllm_server import PYTHON_ENV, free_port
 
 from .conftest import embedded_text
@@ -103,7 +104,7 @@ def test_vllm_greedy_tokens_equal_lingcoders(vllm_greedy, variant):
     logits of its best."""
     directory, vllm_tokens, _ = vllm_greedy[variant]
     model, _ = load_for_generation(directory)  # as `lingcoder generate` loads it: the stored dtype
-    ours = generate_ids(model, PROMPTS, SamplingParams(max_new_tokens=NEW_TOKENS))
+    ours = generate_ids(model, PROMPTS, SamplingParams(max_tokens=NEW_TOKENS))
     assert len({t for row in ours for t in row}) > 3 * len(PROMPTS)  # real sequences, not one token repeated
     if VARIANTS[variant]["torch_dtype"] == "float32":
         assert vllm_tokens == ours

@@ -127,7 +127,7 @@ def generate_cmd(
     set_: Annotated[list[str] | None, _set_option("generate", "temperature=0.8")] = None,
 ) -> None:
     """Generate completions from a checkpoint with a KV cache."""
-    from lingcoder.serve.generate import GenerateConfig, generate_from_config
+    from lingcoder.generation.generate import GenerateConfig, generate_from_config
 
     stop = [s.encode().decode("unicode_escape") for s in stop or []]  # let users type --stop '\n\n'
     cfg = _stage_config(GenerateConfig, "generate", config, set_, model=model, prompts=prompt,
@@ -283,7 +283,7 @@ def pretrain_cmd(
     """Pretrain through the config's phases; run under torchrun for FSDP2 across processes."""
     from lingcoder.train.config import load_pretrain_config
     from lingcoder.train.distributed import shutdown
-    from lingcoder.train.loop import pretrain
+    from lingcoder.train.pretrain import pretrain
 
     try:
         pretrain(load_pretrain_config(config, set_ or []), resume=resume)

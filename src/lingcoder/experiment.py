@@ -39,7 +39,7 @@ from lingcoder.errors import LingcoderError
 from lingcoder.model.config import count_parameters
 from lingcoder.runfiles import read_metrics
 from lingcoder.train.config import pretrain_config_from_dict
-from lingcoder.train.loop import pretrain, validation_loss_sum
+from lingcoder.train.pretrain import pretrain, validation_loss_sum
 
 PARTS = ("moe_vs_dense", "curated_vs_raw")
 HELDOUT_SOURCE = "file-high"
@@ -166,7 +166,7 @@ def _score(checkpoint: Path, out: Path, heldout: TokenIndex, config: dict, eval_
            workers: int | None) -> dict:
     from lingcoder.evaluate.benchmarks import load_benchmark
     from lingcoder.evaluate.runner import EvalConfig, run_eval
-    from lingcoder.serve.generate import load_for_generation
+    from lingcoder.generation.generate import load_for_generation
 
     model, tokenizer = load_for_generation(checkpoint)
     seq_len = pretrain_config_from_dict(config).data.seq_len

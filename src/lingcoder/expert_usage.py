@@ -21,6 +21,7 @@ import torch
 from lingcoder.data.shards import TokenIndex
 from lingcoder.data.split import is_held_out
 from lingcoder.errors import LingcoderError
+from lingcoder.generation.generate import load_for_generation
 from lingcoder.runfiles import (
     EXPERT_USAGE,
     final_checkpoint,
@@ -28,7 +29,6 @@ from lingcoder.runfiles import (
     read_parquet_rows,
     weights_signature,
 )
-from lingcoder.serve.generate import load_for_generation
 
 
 def held_out_documents(curated: Path, tokens: Path | None, max_documents: int) -> tuple[dict[str, list[str]], str]:

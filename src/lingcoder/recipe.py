@@ -168,7 +168,7 @@ def _pretrain_config(run: Run):
 
 
 def _pretrain(run: Run, resume: bool) -> list[Path]:
-    from lingcoder.train.loop import pretrain
+    from lingcoder.train.pretrain import pretrain
 
     config = _pretrain_config(run)
     out = Path(config.train.out)

@@ -4,7 +4,7 @@ Each backend answers `complete(prompts, settings)` (base models: continue the te
 `chat(conversations, settings)` (instruct models), returning `settings.n` texts per input with
 stop strings applied. Temperature 0 means greedy decoding.
 
-- `CheckpointBackend`: our own `lingcoder.serve.generate` on a checkpoint directory; chat uses the
+- `CheckpointBackend`: our own `lingcoder.generation.generate` on a checkpoint directory; chat uses the
   Ling chat template (`<role>HUMAN</role>...<role>ASSISTANT</role>`).
 - `HuggingFaceBackend`: `transformers.AutoModelForCausalLM`, installed on demand
   (`pip install 'lingcoder[hf]'`); chat uses the tokenizer's chat template.
@@ -24,52 +24,33 @@ import os
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from lingcoder.errors import LingcoderError
-from lingcoder.evaluate.prompts import cut_at_stop
+from lingcoder.generation.chat_template import CHAT_STOPS
+from lingcoder.generation.sampling import SamplingParams, cut_at_stop
 
-LING_CHAT_STOP = ("<|endoftext|>", "<role>")
 MAX_STOP_STRINGS = 4  # per request, at vLLM (VLLM_MAX_STOP_STRINGS) and OpenAI
 
 
-@dataclass(frozen=True)
-class GenerationSettings:
-    n: int = 1
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_tokens: int = 512
-    stop: tuple[str, ...] = field(default=())
-    seed: int | None = 0
-
-    def __post_init__(self) -> None:
-        if self.n < 1 or self.max_tokens < 1:
-            raise LingcoderError(f"n={self.n}, max_tokens={self.max_tokens}: both must be >= 1")
-        if self.n > 1 and self.temperature == 0:
-            raise LingcoderError(
-                f"n={self.n} samples with temperature 0 would be identical: set --temperature"
-            )
-
-
 class CheckpointBackend:
-    """Our checkpoints through `lingcoder.serve.generate` (imported when first used)."""
+    """Our checkpoints through `lingcoder.generation.generate` (imported when first used: it needs torch)."""
 
     def __init__(self, model_dir: str | Path, device: str = "cpu") -> None:
-        try:
-            from lingcoder.serve.generate import generate, load_for_generation
-        except ImportError as exc:
-            raise LingcoderError(f"the checkpoint backend needs lingcoder.serve.generate ({exc})") from None
         if not Path(model_dir).is_dir():
             raise LingcoderError(f"{model_dir}: checkpoint directory not found")
-        from lingcoder.serve.chat_template import ChatTemplate
+        try:
+            from lingcoder.generation.generate import generate, load_for_generation
+        except ImportError as exc:
+            raise LingcoderError(f"the checkpoint backend needs lingcoder.generation.generate ({exc})") from None
+        from lingcoder.generation.chat_template import ChatTemplate
 
         self._generate = generate
         self.model, self.tokenizer = load_for_generation(model_dir, device=device)
         self.chat_template = ChatTemplate.from_model_dir(model_dir)
         self.model_dir = model_dir
 
-    def complete(self, prompts: list[str], settings: GenerationSettings) -> list[list[str]]:
+    def complete(self, prompts: list[str], settings: SamplingParams) -> list[list[str]]:
         batch = [p for p in prompts for _ in range(settings.n)]
         texts = self._generate(
             self.model,
@@ -78,17 +59,18 @@ class CheckpointBackend:
             max_new_tokens=settings.max_tokens,
             temperature=settings.temperature,
             top_p=settings.top_p,
+            top_k=settings.top_k,
             stop=list(settings.stop) or None,
             seed=settings.seed,
         )
         texts = [cut_at_stop(t, settings.stop) for t in texts]
         return [texts[i * settings.n : (i + 1) * settings.n] for i in range(len(prompts))]
 
-    def chat(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[list[str]]:
+    def chat(self, conversations: list[list[dict]], settings: SamplingParams) -> list[list[str]]:
         if self.chat_template is None:
             raise LingcoderError(f"{self.model_dir}: no chat_template in tokenizer_config.json (use --mode base)")
         prompts = [self.chat_template.render(c) for c in conversations]
-        stop = tuple(dict.fromkeys([*settings.stop, *LING_CHAT_STOP]))
+        stop = tuple(dict.fromkeys([*settings.stop, *CHAT_STOPS]))
         return self.complete(prompts, dataclasses.replace(settings, stop=stop))
 
 
@@ -106,11 +88,13 @@ class HuggingFaceBackend:
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(model)
         self.model = transformers.AutoModelForCausalLM.from_pretrained(model).to(device).eval()
 
-    def complete(self, prompts: list[str], settings: GenerationSettings) -> list[list[str]]:
+    def complete(self, prompts: list[str], settings: SamplingParams) -> list[list[str]]:
         outputs = []
         for prompt in prompts:
             inputs = self.tokenizer(prompt, return_tensors="pt").to(self.device)
             sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
+            if settings.top_k:
+                sampling["top_k"] = settings.top_k
             if settings.seed is not None:
                 self.torch.manual_seed(settings.seed)
             with self.torch.no_grad():
@@ -126,7 +110,7 @@ class HuggingFaceBackend:
             outputs.append([cut_at_stop(t, settings.stop) for t in texts])
         return outputs
 
-    def chat(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[list[str]]:
+    def chat(self, conversations: list[list[dict]], settings: SamplingParams) -> list[list[str]]:
         prompts = [
             self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
             for c in conversations
@@ -148,7 +132,7 @@ class OpenAIBackend:
         self.parallel = parallel
         self.timeout = timeout
 
-    def complete(self, prompts: list[str], settings: GenerationSettings) -> list[list[str]]:
+    def complete(self, prompts: list[str], settings: SamplingParams) -> list[list[str]]:
         def one(prompt: str) -> list[str]:
             reply = self._post("/completions", {"prompt": prompt, **self._sampling(settings)})
             return [cut_at_stop(c.get("text") or "", settings.stop) for c in _choices(reply, settings.n)]
@@ -156,7 +140,7 @@ class OpenAIBackend:
         with ThreadPoolExecutor(self.parallel) as pool:
             return list(pool.map(one, prompts))
 
-    def chat(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[list[str]]:
+    def chat(self, conversations: list[list[dict]], settings: SamplingParams) -> list[list[str]]:
         def one(messages: list[dict]) -> list[str]:
             reply = self._post("/chat/completions", {"messages": messages, **self._sampling(settings)})
             texts = [(c.get("message") or {}).get("content") or "" for c in _choices(reply, settings.n)]
@@ -165,7 +149,7 @@ class OpenAIBackend:
         with ThreadPoolExecutor(self.parallel) as pool:
             return list(pool.map(one, conversations))
 
-    def _sampling(self, settings: GenerationSettings) -> dict:
+    def _sampling(self, settings: SamplingParams) -> dict:
         body = {
             **self.extra_body,
             "model": self.model,
@@ -174,6 +158,8 @@ class OpenAIBackend:
             "top_p": settings.top_p,
             "max_tokens": settings.max_tokens,
         }
+        if settings.top_k:
+            body["top_k"] = settings.top_k  # vLLM's and our server's extension of the OpenAI API
         if settings.stop:
             body["stop"] = list(settings.stop)[:MAX_STOP_STRINGS]  # the text is cut at every one of them
         if settings.seed is not None:

@@ -13,10 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 from lingcoder.errors import LingcoderError
-from lingcoder.evaluate.backends import GenerationSettings
 from lingcoder.evaluate.benchmarks import Benchmark, Problem
 from lingcoder.evaluate.prompts import completion_from_answer, instruct_messages
 from lingcoder.evaluate.samples import read_samples
+from lingcoder.generation.sampling import SamplingParams
 
 MODES = ("base", "instruct")
 
@@ -27,12 +27,12 @@ def generate_samples(
     out_path: Path,
     *,
     mode: str = "base",
-    settings: GenerationSettings | None = None,
+    settings: SamplingParams | None = None,
     batch_size: int = 8,
     on_task_done=None,
 ) -> Path:
     """Append `settings.n` samples per problem of `bench` (minus those already there) to `out_path`."""
-    settings = settings or GenerationSettings()
+    settings = settings or SamplingParams()
     if mode not in MODES:
         raise LingcoderError(f"mode {mode!r}: unknown (known: {', '.join(MODES)})")
     have = Counter()
@@ -54,7 +54,7 @@ def generate_samples(
     return out_path
 
 
-def _ask(backend, batch: list[Problem], mode: str, settings: GenerationSettings) -> list[list[str]]:
+def _ask(backend, batch: list[Problem], mode: str, settings: SamplingParams) -> list[list[str]]:
     if mode == "instruct":
         return backend.chat([instruct_messages(p) for p in batch], settings)
     # Base prompts stop at the problem's own stop strings (the user's replace them when given);

@@ -68,13 +68,3 @@ def completion_from_answer(problem: Problem, answer: str) -> str:
             return code[position + len(header) :]
     return "\n" + code
 
-
-def cut_at_stop(text: str, stop: list[str] | tuple[str, ...]) -> str:
-    """`text` up to the first occurrence of any stop string."""
-    cut = len(text)
-    for s in stop:
-        if s:
-            position = text.find(s)
-            if 0 <= position < cut:
-                cut = position
-    return text[:cut]

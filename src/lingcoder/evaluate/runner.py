@@ -30,13 +30,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lingcoder.errors import LingcoderError
 from lingcoder.evaluate import results as results_io
-from lingcoder.evaluate.backends import GenerationSettings, make_backend
+from lingcoder.evaluate.backends import make_backend
 from lingcoder.evaluate.benchmarks import Benchmark, Problem, load_benchmark
 from lingcoder.evaluate.execution import Verdict, run_program
 from lingcoder.evaluate.generation import generate_samples
 from lingcoder.evaluate.languages import get_language, toolchain
 from lingcoder.evaluate.samples import CompletionSample, read_samples
 from lingcoder.evaluate.sandbox import Sandbox
+from lingcoder.generation.sampling import SamplingParams
 
 REFERENCE_TIMES = "reference_times.json"
 GENERATION = "generation.json"  # how DIR/samples.jsonl was generated (backend, model, mode, settings)
@@ -104,7 +105,7 @@ def run_eval(config: EvalConfig) -> dict:
             bench = bench.subset(c.tasks)
         if c.limit:
             bench = bench.subset(list(bench.problems)[: c.limit])
-        settings = GenerationSettings(
+        settings = SamplingParams(
             n=c.n, temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens, stop=tuple(c.stop or ())
         )
         generator = make_backend(c.backend, c.model, base_url=c.base_url, device=c.device)

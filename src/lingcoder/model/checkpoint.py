@@ -44,14 +44,15 @@ def hf_tensors(state_dict: dict[str, torch.Tensor], config: BailingMoeConfig) ->
             yield name, tensor
 
 
-def save_checkpoint(model: BailingMoeForCausalLM, directory: str | Path, max_shard_size: int | str = "5GB",
-                    tokenizer=None) -> list[Path]:
-    """Write config.json and the weights (sharded above `max_shard_size`); return the weight files."""
-    return save_state_dict(model.state_dict(), model.config, directory, max_shard_size, tokenizer)
+def save_checkpoint(model: BailingMoeForCausalLM, directory: str | Path, max_shard_size: int | str = "5GB"
+                    ) -> list[Path]:
+    """Write config.json and the weights (sharded above `max_shard_size`); return the weight files.
+    The tokenizer is the caller's to save next to them (`data.tokenizer.save_tokenizer`)."""
+    return save_state_dict(model.state_dict(), model.config, directory, max_shard_size)
 
 
 def save_state_dict(state_dict: dict[str, torch.Tensor], config: BailingMoeConfig, directory: str | Path,
-                    max_shard_size: int | str = "5GB", tokenizer=None) -> list[Path]:
+                    max_shard_size: int | str = "5GB") -> list[Path]:
     """`save_checkpoint` from a full (unsharded) state dict, e.g. one gathered from FSDP2 ranks."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -88,10 +89,6 @@ def save_state_dict(state_dict: dict[str, torch.Tensor], config: BailingMoeConfi
     config.save(directory)
     generation = {"eos_token_id": config.eos_token_id, "pad_token_id": config.pad_token_id}
     (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
-    if tokenizer is not None:
-        from lingcoder.data.tokenizer import save_tokenizer
-
-        save_tokenizer(tokenizer, directory, model_max_length=config.max_position_embeddings)
     return [directory / n for n in names]
 
 

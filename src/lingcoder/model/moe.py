@@ -1,4 +1,5 @@
-"""The MoE feed-forward: fp32 softmax or sigmoid router, top-k, grouped experts, shared experts, balancing losses.
+"""The feed-forward blocks: the dense SwiGLU `MLP` and the `MoE` (fp32 softmax or sigmoid router, top-k,
+grouped experts, shared experts, balancing losses). Both return a `FeedForwardOutput`.
 
 Shapes: T tokens, D model dim, E routed experts, K experts per token, F expert width.
 Dispatch is dropless: token copies are sorted by expert, per-expert offsets computed, and all
@@ -16,6 +17,34 @@ from torch import nn
 from lingcoder.model.config import BailingMoeConfig
 
 
+@dataclass
+class RouterStats:
+    """What one MoE layer reports besides its output: losses (with grad) and load (without)."""
+
+    load_balancing_loss: torch.Tensor  # E * sum_e f_e * P_e; 1 when perfectly balanced
+    z_loss: torch.Tensor  # mean logsumexp(logits)^2
+    tokens_per_expert: torch.Tensor  # [E], detached
+    entropy: torch.Tensor  # mean routing entropy (nats), detached
+
+
+@dataclass
+class FeedForwardOutput:
+    """What a decoder layer's feed-forward returns: its output, and router statistics from a MoE layer."""
+
+    hidden: torch.Tensor  # same shape as the input
+    router_stats: RouterStats | None = None  # None for a dense MLP
+
+
+@dataclass
+class Routing:
+    """The router's decision for T tokens over E experts, K per token."""
+
+    logits_TE: torch.Tensor  # fp32
+    probs_TE: torch.Tensor  # routing probabilities over experts (softmax, or normalised sigmoid scores)
+    expert_idx_TK: torch.Tensor  # chosen experts (by probability, plus the expert bias when balancing)
+    weights_TK: torch.Tensor  # their mixing weights (renormalised when norm_topk_prob, times routed_scaling_factor)
+
+
 class MLP(nn.Module):
     """SwiGLU MLP `down(silu(gate(x)) * up(x))`: dense layers and the shared experts."""
 
@@ -25,18 +54,8 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(hidden, width, bias=False)
         self.down_proj = nn.Linear(width, hidden, bias=False)
 
-    def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-@dataclass
-class RouterStats:
-    """What one MoE layer reports besides its output: losses (with grad) and load (without)."""
-
-    load_balancing_loss: torch.Tensor  # E * sum_e f_e * P_e; 1 when perfectly balanced
-    z_loss: torch.Tensor  # mean logsumexp(logits)^2
-    tokens_per_expert: torch.Tensor  # [E], detached
-    entropy: torch.Tensor  # mean routing entropy (nats), detached
+    def forward(self, x) -> FeedForwardOutput:
+        return FeedForwardOutput(self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x)))
 
 
 class Router(nn.Module):
@@ -60,9 +79,7 @@ class Router(nn.Module):
         else:
             self.expert_bias = None
 
-    def forward(self, x_TD: torch.Tensor):
-        """(logits [T, E], routing probabilities [T, E] for the balancing loss, chosen experts [T, K],
-        their weights [T, K])."""
+    def forward(self, x_TD: torch.Tensor) -> Routing:
         logits_TE = F.linear(x_TD.float(), self.weight.float())
         if self.score_function == "sigmoid":
             scores_TE = logits_TE.sigmoid()
@@ -79,7 +96,7 @@ class Router(nn.Module):
             topk_w_TK = topk_w_TK / topk_w_TK.sum(dim=-1, keepdim=True)
         if self.routed_scaling_factor != 1.0:
             topk_w_TK = topk_w_TK * self.routed_scaling_factor
-        return logits_TE, probs_TE, topk_idx_TK, topk_w_TK
+        return Routing(logits_TE, probs_TE, topk_idx_TK, topk_w_TK)
 
     @torch.no_grad()
     def update_bias(self, tokens_per_expert_E: torch.Tensor) -> None:
@@ -159,13 +176,13 @@ class MoE(nn.Module):
             MLP(config.hidden_size, config.shared_intermediate_size) if config.num_shared_experts else None
         )
 
-    def forward(self, x_BTD: torch.Tensor) -> tuple[torch.Tensor, RouterStats]:
+    def forward(self, x_BTD: torch.Tensor) -> FeedForwardOutput:
         x_TD = x_BTD.reshape(-1, x_BTD.shape[-1])
-        logits_TE, probs_TE, topk_idx_TK, topk_w_TK = self.gate(x_TD)
-        y_TD, counts_E = self.experts(x_TD, topk_idx_TK, topk_w_TK)
+        routing = self.gate(x_TD)
+        y_TD, counts_E = self.experts(x_TD, routing.expert_idx_TK, routing.weights_TK)
         if self.shared_experts is not None:
-            y_TD = y_TD + self.shared_experts(x_TD)
-        return y_TD.view_as(x_BTD), router_stats(logits_TE, probs_TE, counts_E)
+            y_TD = y_TD + self.shared_experts(x_TD).hidden
+        return FeedForwardOutput(y_TD.view_as(x_BTD), router_stats(routing.logits_TE, routing.probs_TE, counts_E))
 
 
 def router_stats(logits_TE: torch.Tensor, probs_TE: torch.Tensor, counts_E: torch.Tensor) -> RouterStats:

@@ -13,7 +13,7 @@ from torch import nn
 
 from lingcoder.model.attention import Attention, KVCache, build_attention_mask, rope_cos_sin
 from lingcoder.model.config import BailingMoeConfig
-from lingcoder.model.moe import MLP, MoE, RouterStats
+from lingcoder.model.moe import MLP, GroupedExperts, MoE, Router, RouterStats
 
 NORM_HEAD_EPS = 1e-7
 
@@ -46,10 +46,7 @@ class DecoderLayer(nn.Module):
     def forward(self, x_BTD, cos, sin, mask, cache):
         h_BTD = x_BTD + self.attention(self.input_layernorm(x_BTD), cos, sin, mask, cache)
         out = self.mlp(self.post_attention_layernorm(h_BTD))
-        if isinstance(out, tuple):
-            mlp_out, stats = out
-            return h_BTD + mlp_out, stats
-        return h_BTD + out, None
+        return h_BTD + out.hidden, out.router_stats
 
 
 class BailingMoeModel(nn.Module):
@@ -140,15 +137,24 @@ class BailingMoeForCausalLM(nn.Module):
 
     @torch.no_grad()
     def init_weights(self, seed: int | None = None) -> None:
-        """Normal(0, initializer_range) for every matrix and embedding, ones for norms."""
+        """Normal(0, initializer_range) for linear, embedding, router and expert weights; zeros for linear
+        biases; ones for norms. Parameters are drawn in `named_parameters()` order, so a seed gives
+        the same weights whatever the module types' order in this function."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        for name, p in self.named_parameters():
-            if name.endswith("layernorm.weight") or name.endswith("norm.weight"):
-                p.fill_(1.0)
-            elif name.endswith(".bias"):
-                p.zero_()
-            else:
-                p.copy_(torch.randn(p.shape, generator=gen) * self.config.initializer_range)
+        seen: set[int] = set()
+        for module in self.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if id(p) in seen:  # a tied weight, initialised where it first appeared
+                    continue
+                seen.add(id(p))
+                if isinstance(module, RMSNorm):
+                    p.fill_(1.0)
+                elif isinstance(module, nn.Linear) and name == "bias":
+                    p.zero_()
+                elif isinstance(module, (nn.Linear, nn.Embedding, Router, GroupedExperts)):
+                    p.copy_(torch.randn(p.shape, generator=gen) * self.config.initializer_range)
+                else:
+                    raise TypeError(f"init_weights: no rule for {type(module).__name__}.{name}")
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, document_ids=None, labels=None,
                 cache: KVCache | None = None, logits_to_keep: int = 0) -> CausalLMOutput:
@@ -186,10 +192,10 @@ class BailingMoeForCausalLM(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # -- HF-style persistence (implemented in checkpoint.py) ------------------------------
-    def save_pretrained(self, directory: str | Path, max_shard_size: int | str = "5GB", tokenizer=None) -> None:
+    def save_pretrained(self, directory: str | Path, max_shard_size: int | str = "5GB") -> None:
         from lingcoder.model.checkpoint import save_checkpoint
 
-        save_checkpoint(self, directory, max_shard_size=max_shard_size, tokenizer=tokenizer)
+        save_checkpoint(self, directory, max_shard_size=max_shard_size)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, dtype: torch.dtype | str | None = None,

@@ -25,9 +25,10 @@ import torch
 from tokenizers import Tokenizer
 
 from lingcoder.errors import LingcoderError
+from lingcoder.generation.generate import sample_next
+from lingcoder.generation.sampling import SamplingParams, cut_at_stop
 from lingcoder.model import BailingMoeForCausalLM, KVCache
 from lingcoder.serve.batch_cache import BatchKVCache
-from lingcoder.serve.generate import SamplingParams, cut_at_stop, sample_next
 
 
 class InvalidRequest(LingcoderError):
@@ -130,19 +131,19 @@ class Engine:
         if not 1 <= request.n <= self.max_batch_size:
             raise InvalidRequest(f"n={request.n}: must be between 1 and the server's max batch size "
                                  f"({self.max_batch_size})", param="n")
-        if params.max_new_tokens < 1:
-            raise InvalidRequest(f"max_tokens={params.max_new_tokens}: must be >= 1", param="max_tokens")
+        if params.max_tokens < 1:
+            raise InvalidRequest(f"max_tokens={params.max_tokens}: must be >= 1", param="max_tokens")
         if not prompt:
             raise InvalidRequest("the prompt is empty (0 tokens)", param="prompt")
         bad = next((t for t in prompt if not 0 <= t < vocab), None)
         if bad is not None:
             raise InvalidRequest(f"prompt token id {bad} is outside the model's vocabulary (size {vocab})",
                                  param="prompt")
-        if len(prompt) + params.max_new_tokens > self.context_length:
+        if len(prompt) + params.max_tokens > self.context_length:
             raise InvalidRequest(
                 f"this model's context length is {self.context_length} tokens, but the prompt has "
-                f"{len(prompt)} tokens and max_tokens is {params.max_new_tokens} "
-                f"({len(prompt) + params.max_new_tokens} in all)",
+                f"{len(prompt)} tokens and max_tokens is {params.max_tokens} "
+                f"({len(prompt) + params.max_tokens} in all)",
                 param="max_tokens", code="context_length_exceeded",
             )
 
@@ -319,7 +320,7 @@ class _Row:
         cut = cut_at_stop(text, self.stops)
         if len(cut) < len(text):
             text, finish = cut, "stop"
-        elif finish is None and self.sampled >= self.request.params.max_new_tokens:
+        elif finish is None and self.sampled >= self.request.params.max_tokens:
             finish = "length"
         if finish is None:
             self.pending = token

@@ -34,16 +34,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from tokenizers import Tokenizer
 
-from lingcoder.data.tokenizer import EOS, ROLE_OPEN
 from lingcoder.errors import LingcoderError
-from lingcoder.serve.chat_template import ChatTemplate
+from lingcoder.generation.chat_template import CHAT_STOPS, ChatTemplate
+from lingcoder.generation.generate import load_for_generation
+from lingcoder.generation.sampling import SamplingParams
 from lingcoder.serve.engine import ChoiceUpdate, Engine, GenerationRequest, InvalidRequest
-from lingcoder.serve.generate import SamplingParams, load_for_generation
 from lingcoder.serve.protocol import ApiError, ChatRequest, CompletionRequest, parse
 
 MAX_BODY_BYTES = 8 * 2**20
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; chat defaults to the rest of the context
-CHAT_STOPS = (EOS, ROLE_OPEN)  # the end of the assistant's turn, or the start of another one
 
 
 @dataclass
@@ -135,7 +134,7 @@ async def chat_completions(request: Request) -> Response:
 
 # -- generation through the engine ----------------------------------------------------------------------
 def _sampling(body, max_tokens: int, stops: tuple[str, ...]) -> SamplingParams:
-    return SamplingParams(max_new_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
+    return SamplingParams(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
                           top_k=max(body.top_k, 0), stop=stops, seed=body.seed)
 
 

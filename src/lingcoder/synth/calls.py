@@ -10,10 +10,10 @@ for that item, counted by the caller. When every item fails the endpoint is unus
 from __future__ import annotations
 
 from lingcoder.errors import LingcoderError
-from lingcoder.evaluate.backends import GenerationSettings
+from lingcoder.generation.sampling import SamplingParams
 
 
-def ask_each(backend, kind: str, items: list, settings: GenerationSettings) -> list[list[str] | str]:
+def ask_each(backend, kind: str, items: list, settings: SamplingParams) -> list[list[str] | str]:
     """For each prompt (`kind` = complete) or conversation (`kind` = chat): its n texts, or an error."""
     if not items:
         return []

@@ -17,10 +17,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from lingcoder.evaluate.backends import GenerationSettings
 from lingcoder.evaluate.execution import Verdict
 from lingcoder.evaluate.prompts import extract_code
 from lingcoder.evaluate.sandbox import Sandbox
+from lingcoder.generation.sampling import SamplingParams
 from lingcoder.synth.calls import ask_each
 from lingcoder.synth.mutations import mutants
 from lingcoder.synth.samples import Drop, Sample, fenced
@@ -85,7 +85,7 @@ def model_pairs(samples: list[Sample], backend, model_name: str, *, n: int, temp
                 seed: int, workers: int, timeout: float, sandbox: Sandbox) -> PairRun:
     """One pair per problem where the model's n sampled answers include a failing one."""
     run = PairRun()
-    settings = GenerationSettings(n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    settings = SamplingParams(n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
     answers = ask_each(backend, "chat", [[{"role": "user", "content": s.prompt}] for s in samples], settings)
     programs = [(extract_code(a, "python"), s.tests)
                 for s, texts in zip(samples, answers, strict=True) if isinstance(texts, list) for a in texts]

@@ -18,7 +18,8 @@ import random
 from dataclasses import dataclass, field
 
 from lingcoder.errors import LingcoderError
-from lingcoder.evaluate.backends import LING_CHAT_STOP, GenerationSettings
+from lingcoder.generation.chat_template import CHAT_STOPS
+from lingcoder.generation.sampling import SamplingParams
 from lingcoder.synth.calls import ask_each
 from lingcoder.synth.mining import Seed
 from lingcoder.synth.parsing import (
@@ -51,7 +52,7 @@ class TeacherConfig:
     temperature: float = 0.8
     max_tokens: int = 1024
     magpie_prefix: str = LING_MAGPIE_PREFIX
-    magpie_stop: tuple[str, ...] = LING_CHAT_STOP
+    magpie_stop: tuple[str, ...] = CHAT_STOPS
 
     def __post_init__(self) -> None:
         unknown = set(self.modes) - set(MODES)
@@ -128,12 +129,12 @@ class Teacher:
         return batch
 
     def _settings(self, n: int = 1, temperature: float | None = None, stop: tuple[str, ...] = (),
-                  seed: int | None = None) -> GenerationSettings:
+                  seed: int | None = None) -> SamplingParams:
         temperature = self.config.temperature if temperature is None else temperature
-        return GenerationSettings(n=n, temperature=temperature, max_tokens=self.config.max_tokens, stop=stop,
+        return SamplingParams(n=n, temperature=temperature, max_tokens=self.config.max_tokens, stop=stop,
                                   seed=self.seed if seed is None else seed)
 
-    def _ask(self, kind: str, items: list, settings: GenerationSettings) -> list[list[str] | str]:
+    def _ask(self, kind: str, items: list, settings: SamplingParams) -> list[list[str] | str]:
         self.counts.requests["completions" if kind == "complete" else "chat"] += len(items)
         return ask_each(self.backend, kind, items, settings)
 

@@ -1,5 +1,5 @@
 """Conversations as training tokens, rendered with the checkpoint's own chat template (`tokenizer_config.json`,
-through `serve.chat_template`, as the server and the evaluation backends render prompts), with a mask of the
+through `generation.chat_template`, as the server and the evaluation backends render prompts), with a mask of the
 tokens the model must learn to write.
 
 The template is rendered for growing prefixes of the conversation, the way `transformers` finds assistant
@@ -19,8 +19,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from lingcoder.errors import LingcoderError
-from lingcoder.serve.chat_template import ChatTemplate
-from lingcoder.serve.generate import load_tokenizer
+from lingcoder.generation.chat_template import ChatTemplate
+from lingcoder.generation.generate import load_tokenizer
 
 # Ling roles and OpenAI roles -> the OpenAI names chat templates are written for.
 ROLES = {"SYSTEM": "system", "HUMAN": "user", "USER": "user", "ASSISTANT": "assistant"}

@@ -30,11 +30,11 @@ from lingcoder.errors import LingcoderError
 from lingcoder.model import BailingMoeForCausalLM
 from lingcoder.train.chat import ChatRenderer, preference_pair
 from lingcoder.train.distributed import DistEnv, shard_model
-from lingcoder.train.loop import autocast_context
 from lingcoder.train.packing import PackedBatch, pack
 from lingcoder.train.posttrain import PostTrainConfig, PostTrainResult, load_stage_config, run_posttraining
 from lingcoder.train.records import Example
 from lingcoder.train.schedules import ScheduleConfig
+from lingcoder.train.trainer import autocast_context
 
 REFERENCE_FILE = "reference_logprobs.json"
 SPOT_CHECK_TOLERANCE = 1e-3  # relative; a different reference model is off by far more

@@ -27,7 +27,6 @@ from lingcoder.runfiles import complete_checkpoints, read_metrics
 from lingcoder.train.chat import ChatRenderer
 from lingcoder.train.config import TrainConfig, check_train_fields
 from lingcoder.train.distributed import init_distributed
-from lingcoder.train.loop import TrainingRun, build_model, check_memory, progress_bar, start_training, train_step
 from lingcoder.train.metrics import flops_per_token, peak_flops
 from lingcoder.train.packing import (
     PackedBatch,
@@ -40,6 +39,7 @@ from lingcoder.train.packing import (
 )
 from lingcoder.train.records import Example, read_examples, write_bad_records
 from lingcoder.train.schedules import ScheduleConfig, learning_rate
+from lingcoder.train.trainer import TrainingRun, build_model, check_memory, progress_bar, start_training, train_step
 
 C = TypeVar("C", bound="PostTrainConfig")
 

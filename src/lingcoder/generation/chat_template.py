@@ -13,7 +13,10 @@ from pathlib import Path
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from lingcoder.data.tokenizer import EOS, ROLE_OPEN
 from lingcoder.errors import LingcoderError
+
+CHAT_STOPS = (EOS, ROLE_OPEN)  # the end of the assistant's turn, or the start of another one
 
 
 class ChatTemplate:

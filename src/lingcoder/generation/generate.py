@@ -13,27 +13,8 @@ import torch
 from tokenizers import Tokenizer
 
 from lingcoder.errors import LingcoderError
+from lingcoder.generation.sampling import SamplingParams, cut_at_stop
 from lingcoder.model import BailingMoeForCausalLM, KVCache
-
-
-@dataclass
-class SamplingParams:
-    max_new_tokens: int = 128
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    top_k: int = 0  # 0 = no top-k cut
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 0:
-            raise LingcoderError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise LingcoderError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise LingcoderError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise LingcoderError(f"top_k must be >= 0, got {self.top_k}")
 
 
 def load_tokenizer(model_dir: str | Path) -> Tokenizer:
@@ -84,10 +65,10 @@ def generate_ids(model: BailingMoeForCausalLM, prompts: list[list[int]], params:
         raise LingcoderError(f"prompt token id {bad[0]} is outside the model's vocabulary (size {vocab})")
     device = next(model.parameters()).device
     B, longest = len(prompts), max(len(p) for p in prompts)
-    max_len = longest + params.max_new_tokens
+    max_len = longest + params.max_tokens
     if max_len > model.config.max_position_embeddings:
         raise LingcoderError(
-            f"prompt ({longest} tokens) + max_new_tokens ({params.max_new_tokens}) exceeds the model's "
+            f"prompt ({longest} tokens) + max_new_tokens ({params.max_tokens}) exceeds the model's "
             f"max_position_embeddings ({model.config.max_position_embeddings})"
         )
     pad = model.config.pad_token_id
@@ -101,7 +82,7 @@ def generate_ids(model: BailingMoeForCausalLM, prompts: list[list[int]], params:
     out: list[list[int]] = [[] for _ in range(B)]
     done = [False] * B
     step_ids = input_ids
-    for _ in range(params.max_new_tokens):
+    for _ in range(params.max_tokens):
         logits = model(step_ids, attention_mask=mask, cache=cache, logits_to_keep=1).logits[:, -1]
         next_ids = sample_next(logits, params, generator)
         for i, token in enumerate(next_ids.tolist()):
@@ -124,7 +105,8 @@ def generate(model: BailingMoeForCausalLM, tokenizer: Tokenizer, prompts: list[s
              max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
              stop: list[str] | None = None, seed: int | None = None) -> list[str]:
     """Completions (prompt excluded), each cut before the first stop string."""
-    params = SamplingParams(max_new_tokens, temperature, top_p, top_k, tuple(stop or ()), seed)
+    params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                            stop=tuple(stop or ()), seed=seed)
     encoded = [tokenizer.encode(p, add_special_tokens=False).ids for p in prompts]
     stops = [s for s in params.stop if s]
 
@@ -135,11 +117,6 @@ def generate(model: BailingMoeForCausalLM, tokenizer: Tokenizer, prompts: list[s
     new_ids = generate_ids(model, encoded, params, eos_token_id=model.config.eos_token_id,
                            is_done=hit_stop if stops else None)
     return [cut_at_stop(tokenizer.decode(ids, skip_special_tokens=False), stops) for ids in new_ids]
-
-
-def cut_at_stop(text: str, stops: list[str]) -> str:
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
-    return text[:cut]
 
 
 @dataclass

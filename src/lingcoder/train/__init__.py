@@ -1,0 +1,1 @@
+"""Training: pretraining (`pretrain`), SFT (`sft`) and DPO (`dpo`) on one trainer core (`trainer`)."""
