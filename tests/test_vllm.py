@@ -18,7 +18,7 @@ import httpx
 import pytest
 import torch
 
-from lingcoder.data.tokenizer import SPECIAL_TOKENS, train_tokenizer
+from lingcoder.data.tokenizer import SPECIAL_TOKENS, save_tokenizer, train_tokenizer
 from lingcoder.evaluate.runner import EvalConfig, run_eval
 from lingcoder.generation.generate import generate_ids, load_for_generation
 from lingcoder.generation.sampling import SamplingParams
@@ -69,7 +69,8 @@ def random_checkpoint(config: BailingMoeConfig, directory: Path, tokenizer, seed
         for name, buffer in model.named_buffers():
             if name.endswith("expert_bias"):
                 buffer.copy_(0.3 * torch.rand_like(buffer))
-    model.to(getattr(torch, config.torch_dtype)).save_pretrained(directory, tokenizer=tokenizer)
+    model.to(getattr(torch, config.torch_dtype)).save_pretrained(directory)
+    save_tokenizer(tokenizer, directory, model_max_length=config.max_position_embeddings)
     return directory
 
 

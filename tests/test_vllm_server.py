@@ -36,9 +36,10 @@ def test_server_and_backends_refuse_what_vllm_cannot_serve(tmp_path, micro_model
 
 
 def test_cli_without_vllm_says_how_to_get_it(tmp_path, micro_model):
-    from lingcoder.data.tokenizer import train_tokenizer
+    from lingcoder.data.tokenizer import save_tokenizer, train_tokenizer
 
-    micro_model.save_pretrained(tmp_path / "ckpt", tokenizer=train_tokenizer(["def f(): pass\n"] * 5, 300))
+    micro_model.save_pretrained(tmp_path / "ckpt")
+    save_tokenizer(train_tokenizer(["def f(): pass\n"] * 5, 300), tmp_path / "ckpt")
     env = {"PATH": "/usr/bin:/bin", PYTHON_ENV: "/bin/false", "PYTHONPATH": ":".join(sys.path)}
     served = lingcoder("serve", str(tmp_path / "ckpt"), "--engine", "vllm", env=env)
     assert served.returncode == 2 and "Traceback" not in served.stderr
