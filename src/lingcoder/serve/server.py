@@ -419,7 +419,11 @@ def serve_in_background(model_dir: str | Path, **settings) -> Iterator[str]:
     except OSError as exc:
         sock.close()
         raise LingcoderError(f"cannot listen on {host}:{port} ({exc})") from None
+    if config.engine != "lingcoder":
+        sock.close()
+        raise LingcoderError("serve_in_background runs lingcoder's own engine; for vLLM use lingcoder.vllm_server")
     settings = dataclasses.asdict(config)
+    settings.pop("engine")
     with sock, _server(settings.pop("model_dir"), **settings, log_level="warning") as server:
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="lingcoder-http",
                                   daemon=True)
