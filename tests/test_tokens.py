@@ -88,9 +88,10 @@ def test_tokenize_discovers_sources_splits_documents_and_is_worker_independent(c
 def test_ray_executor_tokenizes_exactly_as_the_local_one(curated, tokenizer_dir, tmp_path):
     import ray
 
-    local = tokenize(curated, tokenizer_dir, tmp_path / "local", val_fraction=0.1, workers=2)
+    local = tokenize(TokenizeConfig(tokenizer_dir, tmp_path / "local", curated=curated, val_fraction=0.1, workers=2))
     try:
-        on_ray = tokenize(curated, tokenizer_dir, tmp_path / "ray", val_fraction=0.1, workers=2, executor="ray")
+        on_ray = tokenize(TokenizeConfig(tokenizer_dir, tmp_path / "ray", curated=curated, val_fraction=0.1, workers=2,
+                                         executor="ray"))
     finally:
         ray.shutdown()
     assert on_ray["sources"] == local["sources"]
