@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean vllm-env slurm
+.PHONY: demo test lint clean vllm-env slurm graders
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,4 +32,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) .venv-vllm runs
+	rm -rf $(VENV) .venv-vllm .venv-graders runs
+
+# The benchmarks' own graders (bigcodebench, nvidia-livecodebench) for the grader-parity tests.
+graders:
+	./.ci/graders-env

@@ -163,8 +163,8 @@ def test_missing_benchmark_file_says_how_to_get_it(tmp_path):
         load_benchmark("mbpp+", tmp_path / "nope.jsonl")
     with pytest.raises(LingcoderError, match="reads a local file"):
         load_benchmark("humaneval+")
-    with pytest.raises(LingcoderError, match="unknown"):
-        load_benchmark("spider")
+    with pytest.raises(LingcoderError, match="unknown; did you mean spider"):
+        load_benchmark("spyder")
 
 
 def test_bad_benchmark_rows_name_the_line(tmp_path):

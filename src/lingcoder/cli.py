@@ -361,9 +361,16 @@ def eval_command(
     out: Annotated[str | None, typer.Option(help="Output directory: results.jsonl, summary.json (resumable).")]
     = None,
     samples: Annotated[str | None, typer.Option(help="Samples JSONL (task_id, completion) to judge.")] = None,
-    benchmark: Annotated[str | None, typer.Option(help="humaneval, humaneval+, mbpp, mbpp+, multipl-e, mbxp.")]
+    benchmark: Annotated[list[str] | None, typer.Option(
+        help="Benchmark (repeatable): humaneval, humaneval+, mbpp, mbpp+, multipl-e, mbxp, livecodebench, "
+             "bigcodebench-complete, bigcodebench-instruct, cruxeval-i, cruxeval-o, humanevalfix, ds-1000, spider, "
+             "humaneval-infill-single, humaneval-infill-multi, humaneval-infill-random.")] = None,
+    benchmark_file: Annotated[list[str] | None, typer.Option(
+        help="Local benchmark file (all but humaneval); repeatable, one per benchmark, or NAME=PATH.")] = None,
+    since: Annotated[str | None, typer.Option(help="LiveCodeBench: contests on or after this date (YYYY-MM-DD).")]
     = None,
-    benchmark_file: Annotated[str | None, typer.Option(help="Local benchmark file (all but humaneval).")] = None,
+    until: Annotated[str | None, typer.Option(help="LiveCodeBench: contests on or before this date.")] = None,
+    fim_mode: Annotated[str | None, typer.Option(help="HumanEval-infilling prompt order: psm or spm.")] = None,
     backend: Annotated[str | None, typer.Option(help="Generate samples first: checkpoint, hf, openai, "
                                                                   "vllm (serves the checkpoint).")] = None,
     model: Annotated[str | None, typer.Option(help="Checkpoint dir, HF model, or endpoint model name.")] = None,
@@ -401,12 +408,29 @@ def eval_command(
         except ValueError:
             raise LingcoderError(f"--k {k!r}: expected comma-separated integers, e.g. 1,10") from None
     run_eval(_stage_config(
-        EvalConfig, "eval", config, set_, out=out, samples=samples, benchmark=benchmark, benchmark_file=benchmark_file,
-        backend=backend, model=model, base_url=base_url, device=device, mode=mode, n=n, temperature=temperature,
-        top_p=top_p, max_tokens=max_tokens, stop=stop, tasks=task, limit=limit, k=ks, workers=workers,
-        timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor, use_namespaces=namespaces,
-        progress=progress,
+        EvalConfig, "eval", config, set_, out=out, samples=samples, benchmark=_one_or_list(benchmark),
+        benchmark_file=_one_or_list(benchmark_file), since=_day(since, "--since"), until=_day(until, "--until"),
+        fim_mode=fim_mode, backend=backend, model=model, base_url=base_url, device=device, mode=mode, n=n,
+        temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop, tasks=task, limit=limit, k=ks,
+        workers=workers, timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor,
+        use_namespaces=namespaces, progress=progress,
     ))
+
+
+def _one_or_list(values: list[str] | None) -> str | list[str] | None:
+    """A repeatable flag given once is a plain value (as the config file would say it)."""
+    return values[0] if values and len(values) == 1 else values
+
+
+def _day(text: str | None, flag: str):
+    import datetime
+
+    if text is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise LingcoderError(f"{flag} {text!r}: expected a date as YYYY-MM-DD") from None
 
 
 # -- report ----------------------------------------------------------------------------------------

@@ -241,9 +241,12 @@ def _eval(run: Run, resume: bool) -> list[Path]:
     cfg = _eval_config(run)
     shutil.rmtree(cfg.out, ignore_errors=True)
     summary = run_eval(cfg)
-    for language, scores in summary["pass_at_k"][cfg.benchmark].items():
-        shown = ", ".join(f"{name} {value:.3f}" for name, value in scores.items())
-        run.console.print(f"{cfg.benchmark} ({language}, {summary['n_tasks']} tasks, {cfg.model}): {shown}")
+    counts = summary.get("per_benchmark") or {name: summary["per_language"] for name in summary["pass_at_k"]}
+    for bench, languages in summary["pass_at_k"].items():  # one benchmark, or each of the [eval] list
+        for language, scores in languages.items():
+            shown = ", ".join(f"{name} {'-' if value is None else f'{value:.3f}'}" for name, value in scores.items())
+            tasks = counts[bench][language]["tasks"]
+            run.console.print(f"{bench} ({language}, {tasks} tasks, {cfg.model}): {shown}")
     return [Path(cfg.out)]
 
 

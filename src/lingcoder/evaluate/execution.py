@@ -13,10 +13,13 @@ exception, an early exit); `timeout` (wall clock or CPU time, of the run or the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +66,11 @@ def run_program(
     build_timeout: float = 120.0,
     limits: Limits | None = None,
     sandbox: Sandbox | None = None,
+    data_files: dict[str, str | bytes | Path] | None = None,
 ) -> Verdict:
-    """Build and run `source` (+ `tests`) in the sandbox and return its verdict."""
+    """Build and run `source` (+ `tests`) in the sandbox and return its verdict. `data_files` (relative
+    name -> text, bytes, or a host file to copy) are put in the working directory first (a database,
+    a support package)."""
     lang = get_language(language)
     sandbox = sandbox or default_sandbox()
     tools = toolchain(lang, sandbox)
@@ -82,6 +88,7 @@ def run_program(
         prefix="lingcoder-run-", dir=sandbox.workdir_base(), ignore_cleanup_errors=True
     ) as tmp:
         workdir = Path(tmp)
+        _write_data_files(workdir, data_files or {})
         for name, text in files.items():
             (workdir / name).write_text(text)
         env = {"PATH": path_env, **lang.env(workdir, tools)}
@@ -113,6 +120,49 @@ def run_program(
     verdict = judge(ran, token if tests is not None else None, timeout)
     verdict.build_seconds = build_seconds
     return verdict
+
+
+_module_cache: dict[tuple[object, str], bool] = {}
+_module_lock = threading.Lock()
+
+
+def missing_modules(modules: tuple[str, ...] | list[str], sandbox: Sandbox | None = None) -> list[str]:
+    """The Python modules among `modules` that the sandbox's Python cannot import (probed once each,
+    without importing them, and cached)."""
+    sandbox = sandbox or default_sandbox()
+    key = sandbox.isolation()
+    with _module_lock:
+        unknown = [m for m in dict.fromkeys(modules) if (key, m) not in _module_cache]
+        if unknown:
+            probe = (
+                "import importlib.util, json\n"
+                f"names = {unknown!r}\n"
+                "def found(name):\n"
+                "    try:\n        return importlib.util.find_spec(name) is not None\n"
+                "    except (ImportError, ValueError):\n        return False\n"
+                "print('LINGCODER-MODULES ' + json.dumps([found(n) for n in names]))\n"
+            )
+            verdict = run_program("python", "", tests=probe, timeout=60, sandbox=sandbox)
+            line = next((x for x in verdict.stdout.splitlines() if x.startswith("LINGCODER-MODULES ")), None)
+            if not verdict.passed or line is None:
+                raise LingcoderError(f"cannot probe the sandbox's Python modules: {verdict.error or verdict.status}")
+            for name, ok in zip(unknown, json.loads(line.split(" ", 1)[1]), strict=True):
+                _module_cache[(key, name)] = ok
+        return [m for m in dict.fromkeys(modules) if not _module_cache[(key, m)]]
+
+
+def _write_data_files(workdir: Path, data_files: dict[str, str | bytes | Path]) -> None:
+    for name, content in data_files.items():
+        target = (workdir / name).resolve()
+        if workdir.resolve() not in target.parents:
+            raise LingcoderError(f"data file {name!r}: must stay inside the program's working directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, Path):
+            shutil.copyfile(content, target)
+        elif isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
 
 
 def judge(ran: Execution, token: str | None, timeout: float) -> Verdict:

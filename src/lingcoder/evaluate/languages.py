@@ -358,6 +358,19 @@ def _python_candidates() -> tuple[str, ...]:
     return (chosen, *ours) if chosen else ours
 
 
+def _rustc_candidates() -> tuple[str, ...]:
+    """A real rustc before rustup's proxy: the proxy picks its toolchain from $HOME/.rustup, which the
+    sandbox's scrubbed HOME hides, so it fails there. So the system's rustc first, then the binaries
+    of rustup's toolchains themselves, stable first (usable where the sandbox user can read them),
+    then whatever `rustc` is on PATH."""
+    home = Path(os.environ.get("RUSTUP_HOME") or Path.home() / ".rustup")
+    try:
+        toolchains = sorted(home.glob("toolchains/*/bin/rustc"), key=lambda p: ("stable" not in p.parts[-3], str(p)))
+    except OSError:
+        toolchains = []
+    return ("/usr/bin/rustc", *map(str, toolchains), "rustc")
+
+
 LANGUAGES: dict[str, Language] = {
     lang.name: lang
     for lang in [
@@ -378,7 +391,7 @@ LANGUAGES: dict[str, Language] = {
             compiled=True,
         ),
         Language("go", ("golang",), {"go": (("go",), ("version",))}, compiled=True),
-        Language("rust", ("rs",), {"rustc": (("rustc",), _VERSION)}, compiled=True),
+        Language("rust", ("rs",), {"rustc": (_rustc_candidates(), _VERSION)}, compiled=True),
         Language("shell", ("sh", "bash"), {"bash": (("bash",), _VERSION)}),
     ]
 }

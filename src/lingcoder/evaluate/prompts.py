@@ -25,14 +25,16 @@ _FENCE_TAGS = {
     "go": {"go", "golang"},
     "rust": {"rust", "rs"},
     "shell": {"bash", "sh", "shell"},
+    "sql": {"sql", "sqlite"},
 }
 _LANGUAGE_NAMES = {"cpp": "C++", "javascript": "JavaScript", "shell": "Bash"}
 
 
 def instruct_messages(problem: Problem) -> list[dict[str, str]]:
     """The chat request for one problem."""
-    lang = _LANGUAGE_NAMES.get(problem.language, problem.language.capitalize())
-    tag = problem.language if problem.language != "shell" else "bash"
+    language = problem.answer_language or problem.language
+    lang = _LANGUAGE_NAMES.get(language, language.upper() if language == "sql" else language.capitalize())
+    tag = language if language != "shell" else "bash"
     if problem.prompt_is_code:
         text = (
             f"Complete the following {lang} code. Reply with the complete code in one "
@@ -58,7 +60,7 @@ def extract_code(answer: str, language: str) -> str:
 
 
 def completion_from_answer(problem: Problem, answer: str) -> str:
-    code = extract_code(answer, problem.language)
+    code = extract_code(answer, problem.answer_language or problem.language)
     if not problem.prompt_is_code:
         return code
     if problem.language != "python":

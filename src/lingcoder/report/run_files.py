@@ -137,6 +137,8 @@ def load_evals(run: Path) -> list[EvalRun]:
     runs = []
     for path in sorted(root.rglob("summary.json")) if root.is_dir() else []:
         summary = read_json(path)
+        if "per_benchmark" in summary:
+            continue  # several benchmarks' combined table: each one's own summary is read from its sub-directory
         require(summary, SUMMARY_KEYS, path)
         results_path = path.parent / "results.jsonl"
         results = read_jsonl(results_path, RESULT_KEYS) if results_path.is_file() else []

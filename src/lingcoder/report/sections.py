@@ -239,6 +239,16 @@ def evaluation_section(run: Path) -> Section:
                                                     if f"pass@{k}" in values}))
     section.table(["eval", "benchmark", "language", "tasks", "samples", *[f"pass@{k} (%)" for k in ks], *VERDICTS],
                   rows)
+    pivot: dict[str, dict[str, float | None]] = {}
+    for e in evals:
+        for bench, languages in e.summary["pass_at_k"].items():
+            for lang, values in languages.items():
+                pivot.setdefault(bench, {})[lang] = values.get(f"pass@{ks[0]}")
+    columns = sorted({lang for by_lang in pivot.values() for lang in by_lang})
+    section.text(f"pass@{ks[0]} (%) per benchmark (rows) and language (columns), as in the paper's table:")
+    section.table(["benchmark", *columns],
+                  [[bench, *[("-" if by_lang[c] is None else f"{100 * by_lang[c]:.2f}") if c in by_lang else ""
+                             for c in columns]] for bench, by_lang in pivot.items()])
     section.figure("pass-at-k", plots.pass_at_k_bars(scores), "pass@k per benchmark and language.")
     for e in evals:
         name = relative(e.directory, run)
