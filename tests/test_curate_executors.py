@@ -112,7 +112,7 @@ def test_slurm_executors_are_built_with_the_right_arguments(tmp_path):
     )
     executors = build_executors(stages, "slurm", 16, str(tmp_path / "logs"), cfg)
     assert all(isinstance(e, SlurmPipelineExecutor) for e in executors)
-    assert [e.tasks for e in executors] == [4, 8, 1, 1, 4, 1]
+    assert [e.tasks for e in executors] == [4, 11, 1, 1, 4, 1]  # a task per band: 8 word + 3 renamed
     assert [e.job_name for e in executors] == [
         "curate_filter",
         "curate_minhash_buckets",

@@ -16,7 +16,7 @@ import pytest
 from lingcoder.data.curate import curate
 from lingcoder.data.decontaminate import humaneval_path
 from lingcoder.data.outputs import SAMPLE_SCHEMA
-from lingcoder.data.sources import SourceReader, Unit, plan_units
+from lingcoder.data.sources import SourceReader, Unit, plan_units, split_document_files
 from lingcoder.errors import LingcoderError
 
 CORE = '''"""Inventory bookkeeping."""
@@ -309,6 +309,21 @@ def test_source_kinds_are_recognised(tmp_path):
     pq.write_table(pa.table({"repo": ["r"], "path": ["p"]}), bad)
     with pytest.raises(LingcoderError, match="lacks column"):
         plan_units([str(bad)])
+
+
+def test_one_jsonl_file_is_split_over_workers_by_whole_repositories(tmp_path):
+    docs = tmp_path / "docs.jsonl"
+    records = [{"repo": f"r{i % 5}", "path": f"f{i}.py", "content": "x = 1\n" * (i + 1)} for i in range(40)]
+    docs.write_text("".join(json.dumps(r) + "\n" for r in records) + "{broken\n")
+    units = split_document_files(plan_units([str(docs)]), 3)
+    assert [(u.part, u.parts) for u in units] == [(0, 3), (1, 3), (2, 3)]
+    reader = SourceReader(units, 10_000)
+    parts = [[(d.metadata["repo"], d.metadata["path"]) for d in reader.run(rank=r, world_size=3)] for r in range(3)]
+    whole = [(d.metadata["repo"], d.metadata["path"]) for d in SourceReader(plan_units([str(docs)]), 10_000).run()]
+    assert sorted(sum(parts, [])) == sorted(whole) and len(whole) == 41  # every record once, the broken one too
+    repos_per_part = [{repo for repo, _ in part} for part in parts]
+    assert all(part for part in parts) and not set.intersection(*repos_per_part)  # no repository is split
+    assert split_document_files(plan_units([str(docs)]), 1) == plan_units([str(docs)])
 
 
 def test_git_checkout_reads_tracked_files_only(tmp_path):

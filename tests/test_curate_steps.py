@@ -126,10 +126,34 @@ def test_good_python_passes_every_rule():
             "contact_date_heavy",
         ),
         ("x = 1\ny = 2\nz = 3\n" + "print('spam')\n" * 40, "a.py", "line_repetition"),
+        (GOOD_PY.replace('"""A square."""', '"""Ã\xa0 cÃ´tÃ© dâ€™un carrÃ©."""'), "a.py", "garbled_text"),
+        (GOOD_PY.replace("# side squared", "# side\x1b[0m\x07 squared\x00\x00"), "a.py", "garbled_text"),
     ],
 )
 def test_rule_filter_drops_with_reason(text, path, reason):
     assert first_drop(doc(text, path)) == reason
+
+
+def test_garbled_threshold_is_a_measured_fraction():
+    text = GOOD_PY.replace('"""A square."""', '"""Un carrÃ©."""')  # 2 garbled chars of 357
+    assert first_drop(doc(text)) == "garbled_text"
+    lenient = RuleThresholds(max_garbled_fraction=0.01)
+    assert all(step.filter(doc(text)) is True for step in rule_filters(lenient, None))
+    accented = GOOD_PY.replace('"""A square."""', '"""Un carré, ½ côté, naïve ’quotes’, 日本."""')
+    assert first_drop(doc(accented)) is None  # real non-ASCII text is not garbled
+
+
+def test_unquoted_secrets_in_config_files_are_redacted():
+    env, counts = redact("DB_PASSWORD=hX9kQ2mZ7vLp4Rt8\nexport API_TOKEN=Zk29fjQmx83LpQw0Rtx  # ci\nDEBUG=1\n",
+                         PiiConfig(), detect_language("app/.env"))
+    assert env == "DB_PASSWORD=<SECRET>\nexport API_TOKEN=<SECRET>  # ci\nDEBUG=1\n" and counts == {"secret": 2}
+    yaml, _ = redact("db:\n  password: hX9kQ2mZ7vLp4Rt8wQ\n  host: db.internal.example\n  token: ${TOKEN}\n",
+                     PiiConfig(), "YAML")
+    assert "password: <SECRET>" in yaml and "db.internal.example" in yaml and "${TOKEN}" in yaml
+    ini, _ = redact("[auth]\nsecret_key = 8f3kd9Qm2LxP0vZr7 ; rotate\nuser = admin\n", PiiConfig(), "INI")
+    assert ini == "[auth]\nsecret_key = <SECRET> ; rotate\nuser = admin\n"
+    code = "api_key = settings.API_KEY_VALUE_FROM_ENV\n"  # code: an expression, not a secret
+    assert redact(code, PiiConfig(), "Python")[0] == code
 
 
 def test_secrets_and_pii_are_redacted_and_counted():
@@ -196,8 +220,70 @@ def test_tree_sitter_analysis_for_other_languages():
     assert analyse("int main( { return 0; }", "C").syntax_valid is False
     assert analyse("fn main() { let x = 1; }\n", "Rust").functions == 1
     assert analyse("anything", "Haskell").syntax_valid is None
+    assert analyse('print "python 2"\n', "Python").syntax_valid is False  # the grammar accepts it, CPython not
+    relative = analyse("from . import b\nfrom ..x import y as z, w\nimport a.b as c, d\n", "Python")
+    assert relative.imports == ["a.b", "d", ".", ".b", "..x", "..x.y", "..x.w"]
     jsx = "export const App = () => <div className='x'>hi</div>;\n"
     assert analyse(jsx, "TypeScript", "ui/App.tsx").syntax_valid is True
+
+
+STRUCTURES = {  # language -> (source, functions, classes, documented, max_nesting, comment lines, imports)
+    "TypeScript": (
+        "import { b } from './b';\nconst lib = require('./lib');\n/** A shape. */\ninterface Shape { area(): number }\n"
+        "// A square.\nexport class Square {\n  area(): number { return this.s * this.s; }\n}\n"
+        "const half = (x: number) => x / 2;  // trailing comments are code lines\n",
+        2, 2, 1, 2, 2, ["./b", "./lib"],
+    ),
+    "Java": (
+        "package a;\nimport com.x.util.Helper;\nimport static com.x.Util.*;\n/* The app.\n   Entry point. */\n"
+        "public class App {\n  // Run it.\n  public static void main(String[] args) {\n"
+        "    for (String a : args) { if (a.isEmpty()) { return; } }\n  }\n}\n",
+        1, 1, 2, 4, 3, ["com.x.util.Helper", "com.x.Util.*"],
+    ),
+    "Go": (
+        'package main\n\nimport (\n\t"fmt"\n\t"example.com/m/pkg/store"\n)\n\n// Store keeps things.\n'
+        "type Store struct{ n int }\n\ntype ID int\n\nfunc (s *Store) Add() { s.n++ }\n\n"
+        'func main() { go func() { fmt.Println("x") }() }\n',
+        3, 1, 1, 2, 1, ["fmt", "example.com/m/pkg/store"],
+    ),
+    "C": (
+        '#include "util.h"\n#include <stdio.h>\nstruct point;\n/* A pair. */\nstruct pair { int a; int b; };\n'
+        "int main(void) {\n  /* loop */ for (int i = 0; i < 3; i++) { if (i) { puts(\"x\"); } }\n  return 0;\n}\n",
+        1, 1, 1, 3, 1, ["util.h"],
+    ),
+    "C++": (
+        '#include "shape.hpp"\nnamespace geo {\n// A circle.\nclass Circle {\n public:\n'
+        "  double area() const { return 3.14 * r * r; }\n  double r;\n};\n}\n"
+        "auto twice = [](int x) { return 2 * x; };\n",
+        2, 1, 1, 3, 1, ["shape.hpp"],
+    ),
+    "Rust": (
+        "mod net;\nuse crate::net::tcp;\nuse std::io;\n/// A point.\nstruct Point { x: i32 }\n"
+        "impl Point {\n    fn norm(&self) -> i32 { match self.x { 0 => 0, _ => { self.x.abs() } } }\n}\n",
+        1, 2, 1, 4, 1, ["use:crate::net::tcp", "mod:net"],
+    ),
+}
+
+
+@pytest.mark.parametrize("language", sorted(STRUCTURES))
+def test_tree_sitter_structure_comments_and_imports(language):
+    source, functions, classes, documented, nesting, comment_lines, imports = STRUCTURES[language]
+    found = analyse(source, language)
+    assert found.syntax_valid is True
+    assert (found.functions, found.classes, found.documented) == (functions, classes, documented)
+    assert (found.max_nesting, found.comment_lines, found.imports) == (nesting, comment_lines, imports)
+
+
+def test_quality_uses_the_parse_for_comments_and_keeps_imports():
+    source = "/* header */ int x = 1;\n" * 3 + "// a real comment\nint main(void) { return x; }\n"
+    document = doc(source, "c/main.c")
+    QualityAnnotator().annotate(document)
+    signals = document.metadata["signals"]
+    assert signals["comment_ratio"] == 0.2  # 1 of 5 lines; the line counter would say 4 of 5
+    assert signals["syntax_valid"] is True and signals["functions"] == 1
+    python = doc(GOOD_PY)
+    QualityAnnotator().annotate(python)
+    assert python.metadata["imports"] == ["math"] and python.metadata["signals"]["imports"] == 1
 
 
 def test_import_cycle_is_ordered_as_the_paper_says():

@@ -180,12 +180,14 @@ def recipe_cmd(
     until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
     check: Annotated[bool, typer.Option(help="Only validate (type-check) every stage's config and show which "
                                              "stages would run.")] = False,
+    verbose: Annotated[bool, typer.Option(help="Show datatrove's logs of the data stages (always in their log "
+                                               "files).")] = False,
 ) -> None:
     """Curate -> tokenizer -> tokenize -> pretrain -> synth -> SFT -> DPO -> eval -> report, resuming."""
     from lingcoder.recipe import recipe
 
     recipe(config, overrides=set_ or [], out=out, from_stage=from_stage, until=until, check=check,
-           console=Console())
+           console=Console(), verbose=verbose)
 
 
 @app.command("experiment")
@@ -344,13 +346,16 @@ def curate(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a threshold, e.g. rules.max_line_length=2000.")
     ] = None,
-    quiet: Annotated[bool | None, typer.Option("--quiet", help="Fewer progress logs (the funnel is still printed).")]
+    quiet: Annotated[bool | None, typer.Option("--quiet", help="Print only the funnel table.")]
+    = None,
+    verbose: Annotated[bool | None, typer.Option(help="Also show datatrove's logs (always in OUT/_work/logs).")]
     = None,
 ) -> None:
     """Curate code data: filter, redact, deduplicate, decontaminate, score, build repository samples."""
     from lingcoder.data.curate import curate as run_curate
 
-    given = {"executor": executor, "quiet": quiet}  # the library's defaults stand for what was not given
+    # the library's defaults stand for what was not given
+    given = {"executor": executor, "quiet": quiet, "verbose": verbose}
     run_curate(sources, out, workers, benchmarks=benchmark, classifier_data=classifier_data, config=config,
                overrides=overrides, **{k: v for k, v in given.items() if v is not None})
 

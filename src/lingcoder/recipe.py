@@ -61,6 +61,7 @@ class Run:
     console: Console
     record: dict[str, Any]
     planning: bool = False  # every stage's config is built before the first stage runs, from the outputs to come
+    verbose: bool = False  # datatrove's logs on the console too (they always go to the stages' log files)
 
     def table(self, name: str) -> dict[str, Any]:
         return dict(self.data.get(name, {}))
@@ -109,7 +110,8 @@ def _curate(run: Run, resume: bool) -> list[Path]:
     from lingcoder.data.curate import curate
 
     sources, config = _curate_config(run)
-    curate(sources or None, str(run.dir / "curated"), workers=run.workers, config=config, quiet=True)
+    curate(sources or None, str(run.dir / "curated"), workers=run.workers, config=config, quiet=True,
+           verbose=run.verbose)
     return [run.dir / "curated"]
 
 
@@ -154,7 +156,9 @@ def _tokenize_config(run: Run):
 def _tokenize(run: Run, resume: bool) -> list[Path]:
     from lingcoder.data.tokenize import tokenize
 
-    index = tokenize(_tokenize_config(run))
+    config = _tokenize_config(run)
+    config.verbose = config.verbose or run.verbose
+    index = tokenize(config)
     for name, entry in index["sources"].items():
         run.console.print(f"  {name}: {entry['train']['tokens']:,} train / {entry['val']['tokens']:,} val tokens")
     return [run.dir / "tokens"]
@@ -289,9 +293,10 @@ STAGE_NAMES = [stage.name for stage in STAGES]
 
 def recipe(config: str | Path, overrides: list[str] = (), out: str | Path | None = None,
            from_stage: str | None = None, until: str | None = None, check: bool = False,
-           console: Console | None = None) -> dict:
+           console: Console | None = None, verbose: bool = False) -> dict:
     """Run (or resume) every stage of CONFIG into one run directory; return the record (recipe.json).
-    With `check`, only validate the config and print which stages would run."""
+    With `check`, only validate the config and print which stages would run; with `verbose`, the data
+    stages also show datatrove's logs on the console."""
     console = console or Console()
     for name, value in (("--from", from_stage), ("--until", until)):
         if value is not None and value not in STAGE_NAMES:
@@ -303,7 +308,8 @@ def recipe(config: str | Path, overrides: list[str] = (), out: str | Path | None
         run_dir.mkdir(parents=True, exist_ok=True)
     record = _read_record(run_dir)
     record["config"] = data
-    run = Run(run_dir, data, run_cfg.workers or os.cpu_count() or 1, console, record, planning=True)
+    run = Run(run_dir, data, run_cfg.workers or os.cpu_count() or 1, console, record, planning=True,
+              verbose=verbose)
 
     stages = [s for s in STAGES if s.needs_table is None or s.needs_table in data]
     last = STAGE_NAMES.index(until) if until else len(STAGE_NAMES) - 1

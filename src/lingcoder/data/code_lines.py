@@ -24,6 +24,7 @@ COMMENT_SYNTAX: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] =
     "YAML": _HASH,
     "TOML": _HASH,
     "INI": (("#", ";"), ()),
+    "Dotenv": _HASH,
     "Dockerfile": _HASH,
     "CMake": _HASH,
     "PowerShell": (("#",), (("<#", "#>"),)),

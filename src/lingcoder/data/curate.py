@@ -19,7 +19,8 @@ Output contract of `DIR` (later stages read it):
 - `dropped/<step>/*.parquet` one row per dropped document: id, repo, path, language,
   size_bytes, step, reason, detail (steps: decode_size, language, rules, decontaminate, dedup;
   repo_sample for repositories without a sample);
-- `stats.json` the funnel (funnel.py); `_work/` intermediate files and datatrove logs.
+- `stats.json` the funnel (funnel.py); `_work/` intermediate files and datatrove's logs
+  (`_work/logs/<stage>/logs/task_*.log`; on the console only with `--verbose`).
 Every input file is either in `file/` or in `dropped/` (`stats.json` `unaccounted` is 0).
 """
 
@@ -39,10 +40,11 @@ from lingcoder.config import apply_overrides, from_dict, load_toml
 from lingcoder.data.classifier import QualityClassifier
 from lingcoder.data.decontaminate import DecontaminationConfig, Decontaminator
 from lingcoder.data.dedup import (
+    CodeMinhashSignature,
+    DedupConfig,
     DedupKeyWriter,
     DuplicateFilter,
     DuplicateResolver,
-    code_minhash_signature,
     minhash_config,
 )
 from lingcoder.data.default_corpus import DefaultCorpus, default_units
@@ -59,7 +61,7 @@ from lingcoder.data.outputs import (
 )
 from lingcoder.data.pii import PiiConfig, PiiRedactor
 from lingcoder.data.quality import QualityAnnotator, QualityConfig
-from lingcoder.data.sources import SourceReader, plan_units
+from lingcoder.data.sources import SourceReader, plan_units, split_document_files
 from lingcoder.errors import LingcoderError
 
 OUTPUT_ENTRIES = ("file", "repo", "dropped", "_work", "stats.json")
@@ -74,6 +76,7 @@ class CurateConfig:
     pii: PiiConfig = field(default_factory=PiiConfig)
     decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     default_corpus: DefaultCorpus = field(default_factory=DefaultCorpus)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     min_repo_files: int = 2
@@ -107,7 +110,7 @@ def prepare_output_dir(out: Path) -> None:
 def build_stages(units, out: str, config: CurateConfig, tasks: int, sources_info: dict) -> list[tuple]:
     """The six stages as (name, pipeline, tasks)."""
     work = f"{out}/_work"
-    mh = minhash_config()
+    mh = minhash_config(config.dedup)
     per_file = [
         SourceReader(units, config.rules.max_file_bytes, counts_dir=f"{work}/inputs"),
         DecodeSizeFilter(out_dir=out),
@@ -118,7 +121,7 @@ def build_stages(units, out: str, config: CurateConfig, tasks: int, sources_info
         QualityAnnotator(config.quality),
         DedupKeyWriter(f"{work}/dedup_keys"),
         prepared_writer(f"{work}/prepared"),
-        code_minhash_signature(f"{work}/minhash/signatures"),
+        CodeMinhashSignature(f"{work}/minhash/signatures", config.dedup),
     ]
     finish = [
         PreparedReader(f"{work}/prepared"),
@@ -167,12 +170,14 @@ def curate(
     config: str | dict | CurateConfig | None = None,
     overrides: list[str] | None = None,
     quiet: bool = False,
+    verbose: bool = False,
 ) -> dict | None:
     """Curate SOURCES (default: this interpreter's stdlib and packages) into `out`; return stats.json.
 
-    Prints the funnel table at the end; `quiet` turns our progress logs down to warnings
-    (datatrove still logs each task's start and statistics). With `executor="slurm"` the jobs are
-    submitted and None is returned (stats.json appears when the last job finishes).
+    Prints the funnel table at the end, and unless `quiet` a one-line summary. datatrove's logs
+    (each task's start, progress and statistics) go to the log files under `out/_work/logs/`;
+    `verbose` also shows them on the console. With `executor="slurm"` the jobs are submitted and
+    None is returned (stats.json appears when the last job finishes).
     """
     cfg = load_config(config, overrides)
     cfg.decontamination.benchmark_files += list(benchmarks or [])
@@ -189,10 +194,11 @@ def curate(
         QualityClassifier.train(classifier_data).save(model)
         cfg.quality.classifier_path = model
     workers = workers or os.cpu_count() or 1
+    units = split_document_files(units, workers)  # a lone JSONL or Parquet file still keeps every worker busy
     tasks = max(1, min(len(units), 4 * workers))  # several per worker: uneven repositories balance out
     stages = build_stages(units, out, cfg, tasks, sources_info)
     started = time.monotonic()
-    submitted = run_stages(stages, executor, workers, f"{out}/_work/logs", cfg.executor, quiet=quiet)
+    submitted = run_stages(stages, executor, workers, f"{out}/_work/logs", cfg.executor, quiet=not verbose)
     if not submitted:
         return None
     stats = json.loads((out_path / "stats.json").read_text())

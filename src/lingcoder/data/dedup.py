@@ -1,10 +1,23 @@
-"""Step 4: exact and near deduplication, keeping the best copy.
+"""Step 4: exact, near and renamed-copy deduplication, keeping the best copy.
 
 Near duplicates are found by datatrove's MinHash stages (signature -> LSH buckets -> clusters)
 over 5-gram shingles of `[A-Za-z_0-9]+` tokens (The Stack's setting). The LSH bands
-(`num_buckets` x `hashes_per_bucket` = 8 x 6) put the similarity at which a pair is found with
+(`DedupConfig.bands` x `rows` = 8 x 6) put the similarity at which a pair is found with
 probability 1/2 at (1/8)^(1/6) = 0.71, The Stack's Jaccard 0.7. Exact duplicates share the
 SHA-1 of their normalised content (lines stripped, blank lines removed).
+
+Renamed copies (type-2 clones: identifiers consistently renamed, maybe reformatted) share few
+word shingles, so each document gets a second set of 5-gram shingles over its renaming-proof
+token stream (clones.py), with its own `renamed_bands` (3) bands of the same 6 rows.
+`CodeMinhashSignature` writes both as one datatrove signature of 11 buckets (words in buckets
+0-7, renaming-proof tokens in 8-10), so datatrove's bucket and cluster stages find pairs similar
+under either view. That view is stricter, (1/3)^(1/6) = 0.83: a renamed and reformatted copy
+scores 0.95-1 there, while files that share a template (test boilerplate, generated tables) sit
+around 0.5. A file uses its word shingles in both views when it has fewer than
+`renamed_min_tokens` code tokens (two short files of the same shape are no evidence of copying)
+or when under `renamed_min_identifier_share` of its tokens are names (tables and data: nothing to
+rename, and their literals are already in the word view). `renamed_copies = false` keeps only
+the word view.
 
 datatrove's own filter keeps an arbitrary member of each cluster; the paper keeps the copy from
 the repository with most stars, then the best quality score. So the clusters datatrove writes
@@ -18,9 +31,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import struct
+from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
@@ -30,9 +44,10 @@ from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import TextNormConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
+from lingcoder.data.clones import CODE_WORD, cached_word_shingles, clone_token_hashes, shingles
 from lingcoder.data.steps import CurationFilter
 
-CODE_WORD = re.compile(r"[A-Za-z_0-9]+")
+SHIFT = np.uint64(32)
 KEY_SCHEMA = pa.schema(
     [
         ("idx", pa.int64()),
@@ -73,18 +88,86 @@ class CodeWordTokenizer(WordTokenizer):
         return [(0, len(text))]
 
 
-def minhash_config() -> MinhashConfig:
+@dataclass
+class DedupConfig:
+    """MinHash banding per view and whether renamed copies (type-2 clones) are looked for."""
+
+    n_grams: int = 5
+    bands: int = 8
+    rows: int = 6  # hashes per band: a pair is found with probability 1/2 at Jaccard (1/bands)^(1/rows)
+    renamed_copies: bool = True
+    renamed_bands: int = 3  # bands of the renaming-proof view: threshold (1/3)^(1/6) = 0.83
+    renamed_min_tokens: int = 100  # shorter files are compared by their words only ...
+    renamed_min_identifier_share: float = 0.2  # ... and so are files with fewer names per token
+
+
+def minhash_config(config: DedupConfig | None = None) -> MinhashConfig:
+    config = config or DedupConfig()
     # 32-bit hashes: datatrove 0.10.1's bucket stage rejects its own 64-bit signatures as corrupted.
-    # Text normalisation: only lower-casing; the [A-Za-z_0-9]+ tokenizer already ignores whitespace and
+    # Text normalisation (for datatrove's own get_shingles; CodeMinhashSignature lower-cases its words
+    # itself): only lower-casing; the [A-Za-z_0-9]+ tokenizer already ignores whitespace and
     # punctuation, and datatrove's per-character diacritics pass would be the slowest part of the step.
     norm = TextNormConfig(norm_whitespace=False, remove_punctuation=False, norm_unicode_diacritics=False,
                           norm_numbers=False)
-    return MinhashConfig(n_grams=5, num_buckets=8, hashes_per_bucket=6, hash_config=HashConfig(precision=32),
-                         norm_config=norm)
+    buckets = config.bands + (config.renamed_bands if config.renamed_copies else 0)
+    return MinhashConfig(n_grams=config.n_grams, num_buckets=buckets, hashes_per_bucket=config.rows,
+                         hash_config=HashConfig(precision=32), norm_config=norm)
 
 
-def code_minhash_signature(output_folder: str) -> MinhashDedupSignature:
-    return MinhashDedupSignature(output_folder, config=minhash_config(), language=CodeWordTokenizer())
+class CodeMinhashSignature(MinhashDedupSignature):
+    """datatrove's MinHash signature step over code: word shingles, plus renaming-proof shingles.
+
+    Shingles are hashed with numpy (`clones.shingles`) rather than one Python call per n-gram, and
+    the word shingles are the ones the repetition rule already made. The permutations are
+    multiply-add-shift hashes, `((a * x + b) mod 2**64) >> 32` for 32-bit shingles `x` and odd `a`
+    (2-universal, as datatrove's `(a * x + b) mod p` but without a 64-bit modulo), from
+    datatrove's seeded parameters.
+    With `renamed_copies`, the signature's first `bands` buckets come from the word shingles and
+    the last `renamed_bands` from `clone_token_hashes` shingles (or again from the word shingles,
+    for a file too short or with too few names, see the module docstring). datatrove's `run` hands
+    `get_shingles` only the text, so `run` notes each document's language as it passes, and
+    `get_shingles` leaves the second view for `get_signature`, which datatrove calls next for the
+    same document.
+    """
+
+    def __init__(self, output_folder: str, config: DedupConfig | None = None):
+        self.dedup = config or DedupConfig()
+        super().__init__(output_folder, config=minhash_config(self.dedup), language=CodeWordTokenizer())
+        self._doc = None
+        self._clone_shingles: np.ndarray | None = None
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        def noting(docs):
+            for doc in docs:
+                self._doc = doc
+                yield doc
+
+        return super().run(noting(data), rank, world_size)
+
+    def get_shingles(self, text: str) -> np.ndarray:
+        word_shingles = cached_word_shingles(self._doc, self.dedup.n_grams)
+        if self.dedup.renamed_copies:
+            tokens, names = clone_token_hashes(text, self._doc.metadata.get("language"))
+            usable = (
+                len(tokens) >= max(self.dedup.renamed_min_tokens, self.dedup.n_grams)
+                and names >= self.dedup.renamed_min_identifier_share * len(tokens)
+            )
+            self._clone_shingles = shingles(tokens, self.dedup.n_grams) if usable else word_shingles
+        return word_shingles
+
+    def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
+        a, b = self.parameters
+        a = a | np.uint64(1)
+        split = self.dedup.bands * self.dedup.rows
+        views = [(shingles, slice(0, split))]
+        if self.dedup.renamed_copies:
+            views.append((self._clone_shingles, slice(split, None)))
+        view_minima = []
+        with np.errstate(over="ignore"):
+            for view, columns in views:
+                view_minima.append(np.min((view * a[:, columns] + b[:, columns]) >> SHIFT, axis=0))
+        minima = np.concatenate(view_minima).astype(self.config.hash_config.np_dtype)
+        return [bucket.tolist() for bucket in np.split(minima, self.config.num_buckets)]
 
 
 def exact_hash(text: str) -> str:

@@ -2,6 +2,14 @@
 
 We write no executor of our own: each stage becomes a datatrove executor that `depends` on
 the previous one, exactly as datatrove's own multi-stage MinHash examples chain them.
+
+Quiet by default: every task's datatrove log (DEBUG and up) goes to its file under
+`LOGGING_DIR/<stage>/logs/`, and the console gets only warnings and errors. datatrove prints a
+local task's INFO lines to the console when its local rank is 0 and resets the console logger
+after each task, so `QuietLocalExecutor` runs its tasks as a non-zero local rank (datatrove's own
+switch for a task that keeps its logs to its file) and turns the console back to warnings after
+each task. `quiet=False` (`--verbose`) keeps datatrove's console logging. Ray workers' output
+stays on the workers and Slurm jobs log to their files.
 """
 
 from __future__ import annotations
@@ -10,12 +18,19 @@ import logging
 import sys
 from dataclasses import dataclass
 
+from datatrove.executor import LocalPipelineExecutor
+
 from lingcoder.errors import LingcoderError
 
 
 @dataclass
 class ExecutorConfig:
-    """Options for the Ray and Slurm executors (the local one needs only `--workers`)."""
+    """Options for the executors: how local workers start, and the Ray and Slurm resources."""
+
+    # "fork": workers start as copies of this process, its imports done (a fresh "forkserver" or
+    # "spawn" worker imports datatrove, numpy, pyarrow and the grammars again, for each stage);
+    # "" = fork on Linux, datatrove's default (forkserver) elsewhere.
+    local_start_method: str = ""
 
     slurm_partition: str = ""
     slurm_time: str = "04:00:00"
@@ -26,7 +41,7 @@ class ExecutorConfig:
     ray_mem_per_cpu_gb: float = 2.0
 
 
-def _quiet_datatrove(quiet: bool) -> None:
+def _console_logging(quiet: bool) -> None:
     from datatrove.utils.logging import logger
 
     logger.remove()
@@ -34,7 +49,22 @@ def _quiet_datatrove(quiet: bool) -> None:
     logging.getLogger("ray").setLevel(logging.WARNING)
 
 
-def build_executors(stages: list[tuple], kind: str, workers: int, logging_dir: str, cfg: ExecutorConfig):
+class QuietLocalExecutor(LocalPipelineExecutor):
+    """datatrove's local executor whose tasks, unless `quiet` is off, log to their files only."""
+
+    def __init__(self, *args, quiet: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.quiet = quiet
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        try:
+            return super()._run_for_rank(rank, 1 if self.quiet else local_rank, node_rank)
+        finally:
+            _console_logging(self.quiet)
+
+
+def build_executors(stages: list[tuple], kind: str, workers: int, logging_dir: str, cfg: ExecutorConfig,
+                    quiet: bool = True):
     """One datatrove executor per stage, each depending on the one before; returns them in order."""
     executors = []
     previous = None
@@ -47,9 +77,8 @@ def build_executors(stages: list[tuple], kind: str, workers: int, logging_dir: s
             "skip_completed": False,
         }
         if kind == "local":
-            from datatrove.executor import LocalPipelineExecutor
-
-            executor = LocalPipelineExecutor(workers=min(workers, tasks), **common)
+            start = cfg.local_start_method or ("fork" if sys.platform == "linux" else "forkserver")
+            executor = QuietLocalExecutor(workers=min(workers, tasks), quiet=quiet, start_method=start, **common)
         elif kind == "ray":
             try:
                 from datatrove.executor import RayPipelineExecutor
@@ -86,11 +115,13 @@ def build_executors(stages: list[tuple], kind: str, workers: int, logging_dir: s
 
 
 def run_stages(
-    stages, kind: str, workers: int, logging_dir: str, cfg: ExecutorConfig, quiet: bool = False
+    stages, kind: str, workers: int, logging_dir: str, cfg: ExecutorConfig, quiet: bool = True
 ) -> bool:
-    """Run (local, ray) or submit (slurm) all stages; True when they ran to completion here."""
-    _quiet_datatrove(quiet)
-    executors = build_executors(stages, kind, workers, logging_dir, cfg)
+    """Run (local, ray) or submit (slurm) all stages; True when they ran to completion here.
+
+    `quiet`: datatrove's INFO logs go to the task log files under `logging_dir` only."""
+    _console_logging(quiet)
+    executors = build_executors(stages, kind, workers, logging_dir, cfg, quiet)
     if kind == "ray":
         import ray
 

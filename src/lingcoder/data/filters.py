@@ -4,7 +4,7 @@ extras, docs/pipeline.md). One class per rule; every threshold is a named field 
 
 Reasons: `decode_size`: the reader's problems (`unreadable`, `vanished`, `symlink`,
 `not_regular_file`, `ignored_dir`, `binary`, `invalid_utf8`, `too_large`, `malformed_record`,
-`corrupt_parquet`) and `empty`. Rules: `max_line_length`, `mean_line_length`,
+`corrupt_parquet`) and `empty`. Rules: `garbled_text`, `max_line_length`, `mean_line_length`,
 `alphanumeric_fraction`, `auto_generated`, `encoded_data`, `xml_content`, `html_visible_text`,
 `too_many_comments`, `too_few_comments`, `too_few_code_lines`, `url_ip_heavy`,
 `contact_date_heavy`, `line_repetition`, `word_duplication`.
@@ -17,8 +17,10 @@ from abc import abstractmethod
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+import numpy as np
 from datatrove.data import Document
 
+from lingcoder.data.clones import cached_word_shingles
 from lingcoder.data.code_lines import count_lines
 from lingcoder.data.language import CODE, kind_of
 from lingcoder.data.steps import CurationFilter
@@ -29,6 +31,7 @@ class RuleThresholds:
     """Thresholds of the rule filters; defaults follow StarCoder / The Stack and the Ling paper."""
 
     max_file_bytes: int = 1_000_000  # decode_size: larger files are not even read
+    max_garbled_fraction: float = 0.001  # mojibake, control and U+FFFD characters per character of text
     max_line_length: int = 1000
     max_mean_line_length: float = 100.0
     min_alphanumeric_fraction: float = 0.25
@@ -81,6 +84,40 @@ class RuleFilter(CurationFilter):
     @abstractmethod
     def check(self, doc: Document):
         """(keep, reason) for one code document; each rule class implements it."""
+
+
+# Text that was decoded with the wrong codec, or never was text: C0/C1 control characters other
+# than tab, newline, carriage return and form feed; U+FFFD (a decoder already gave up); and
+# mojibake, UTF-8 read as Latin-1 or Windows-1252: a lead byte shown as Â/Ã/Å/Ä/â/ð followed by
+# continuation bytes shown as Latin-1 punctuation or C1 controls (e.g. "Ã©" for "é", "â€™" for "’").
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ufffd]")
+MOJIBAKE = re.compile(r"[\u00c2-\u00c5\u00e2\u00f0][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e"
+                      r"\u0192\u02c6\u02dc\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a"
+                      r"\u20ac\u2122]+")
+ASCII_CONTROL = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
+
+
+def garbled_chars(text: str) -> int:
+    """Characters of `text` that are control characters, U+FFFD or part of a mojibake sequence."""
+    if text.isascii():
+        raw = text.encode("ascii")
+        return len(raw) - len(raw.translate(None, ASCII_CONTROL))
+    return sum(map(len, CONTROL_CHARS.findall(text))) + sum(map(len, MOJIBAKE.findall(text)))
+
+
+class GarbledTextFilter(RuleFilter):
+    """Valid UTF-8 that is still not text: mojibake, control characters, replacement characters."""
+
+    name = "🔣 garbled text"
+
+    def check(self, doc):
+        garbled = garbled_chars(doc.text)
+        fraction = garbled / len(doc.text)
+        if fraction > self.t.max_garbled_fraction:
+            return self.drop(
+                doc, "garbled_text", f"{garbled} garbled chars, {fraction:.4f} > {self.t.max_garbled_fraction}"
+            )
+        return True
 
 
 class LineLengthFilter(RuleFilter):
@@ -327,14 +364,12 @@ class ContactDateFilter(RuleFilter):
         return True
 
 
-WORD = re.compile(r"[A-Za-z_0-9]+")
-
-
 class RepetitionFilter(RuleFilter):
     """Ling extra: inter-line repetition or word duplication above 70%.
 
     Line repetition: share of non-blank lines equal (after stripping) to an earlier line.
-    Word duplication: share of word 5-grams equal to an earlier word 5-gram.
+    Word duplication: share of word 5-grams (lower-cased, hashed: the MinHash step's shingles,
+    computed once) equal to an earlier word 5-gram.
     """
 
     name = "🔁 repetition"
@@ -348,10 +383,9 @@ class RepetitionFilter(RuleFilter):
             return self.drop(
                 doc, "line_repetition", f"{repeated / len(lines):.2f} > {self.t.max_line_repetition}"
             )
-        words = WORD.findall(doc.text)
-        grams = list(zip(words, words[1:], words[2:], words[3:], words[4:], strict=False))
-        if grams:
-            duplicated = (len(grams) - len(set(grams))) / len(grams)
+        grams = cached_word_shingles(doc, 5)
+        if len(grams):
+            duplicated = 1 - len(np.unique(grams)) / len(grams)
             if duplicated > self.t.max_word_duplication:
                 return self.drop(doc, "word_duplication", f"{duplicated:.2f} > {self.t.max_word_duplication}")
         return True
@@ -360,6 +394,7 @@ class RepetitionFilter(RuleFilter):
 def rule_filters(thresholds: RuleThresholds, out_dir: str | None) -> list[RuleFilter]:
     """The rule filters in pipeline order, all writing drops under step `rules`."""
     classes = (
+        GarbledTextFilter,
         LineLengthFilter,
         AlphanumericFilter,
         AutogeneratedFilter,

@@ -49,6 +49,7 @@ PERSISTED_METADATA = (
     "signals",
     "score",
     "dedup_idx",
+    "imports",
 )
 
 
@@ -180,7 +181,10 @@ class RepoSampleBuilder(CurationFilter):
     @staticmethod
     def build(repo: str, docs: list[Document]) -> Document:
         by_path = {doc.metadata["path"]: doc for doc in docs}
-        deps = resolve_imports({p: (d.metadata["language"], d.text) for p, d in by_path.items()})
+        deps = resolve_imports(
+            {p: (d.metadata["language"], d.text) for p, d in by_path.items()},
+            {p: d.metadata["imports"] for p, d in by_path.items() if d.metadata.get("imports") is not None},
+        )
         order, cycles = dependency_order(deps)
         parts = [f"{REPO_NAME_TOKEN}{repo}\n"]
         parts += [f"{FILE_SEP_TOKEN}{path}\n{by_path[path].text}\n" for path in order]

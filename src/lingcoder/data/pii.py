@@ -3,10 +3,12 @@
 Replaced: e-mail addresses (`<EMAIL>`), public IP addresses (`<IP_ADDRESS>`; private, loopback
 and reserved ones such as 127.0.0.1 are code, not PII, and stay), cloud and service keys
 (`<KEY>`: AWS access key ids, GitHub, Slack, Google API, Stripe and OpenAI-style tokens),
-private-key blocks (`<PRIVATE_KEY>`) and high-entropy strings assigned to names containing
-key/token/secret/password (`<SECRET>`). The counts per kind go to the document's
-`signals.pii` and to the funnel in `stats.json`. Written here with plain regexes because the
-patterns are few, must run at lexer speed on every file, and must report counts per kind.
+private-key blocks (`<PRIVATE_KEY>`) and high-entropy values assigned to names containing
+key/token/secret/password (`<SECRET>`): quoted strings in any file, and in configuration files
+(YAML, INI, TOML, .env) also the unquoted values of `KEY=value` / `key: value` lines. The
+counts per kind go to the document's `signals.pii` and to the funnel in `stats.json`. Written
+here with plain regexes because the patterns are few, must run at lexer speed on every file,
+and must report counts per kind.
 """
 
 from __future__ import annotations
@@ -38,8 +40,16 @@ PRIVATE_KEY_BLOCK = re.compile(
     r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----", re.DOTALL
 )
 QUOTED_VALUE = re.compile(r"""(["'])([^"'\s]{12,})\1""")
+# `[export ]NAME = value` / `name: value` with NAME naming a secret and an unquoted value (to the end
+# of the line, a comment or a separator); group 1 is the value.
+UNQUOTED_ASSIGNMENT = re.compile(
+    r"""^[ \t-]*(?:export[ \t]+)?[\w.-]*(?:key|token|secret|passwd|password|pwd)[\w.-]*[ \t]*[:=][ \t]*"""
+    r"""([^\s"'#;,{}\[\]<>]{12,})[ \t]*(?:[#;].*)?$""",
+    re.IGNORECASE | re.MULTILINE,
+)
+CONFIG_LANGUAGES = ("YAML", "INI", "TOML", "Dotenv")
 SECRET_NAME_BEFORE = re.compile(
-    r"""[A-Za-z_][\w.-]*(?:key|token|secret|passwd|password|pwd)[\w-]*["']?\s*(?::=|=|:)\s*$""", re.IGNORECASE
+    r"""(?<![\w.-])[\w.-]*(?:key|token|secret|passwd|password|pwd)[\w-]*["']?\s*(?::=|=|:)\s*$""", re.IGNORECASE
 )
 
 
@@ -109,8 +119,18 @@ def _secret_spans(text: str, config: PiiConfig) -> list[tuple[int, int]]:
     return spans
 
 
-def redact(text: str, config: PiiConfig) -> tuple[str, Counter]:
-    """(redacted text, counts per kind)."""
+def _unquoted_secret_spans(text: str, config: PiiConfig) -> list[tuple[int, int]]:
+    """Unquoted high-entropy values of configuration lines whose name is a key, token, secret or password."""
+    spans = []
+    for match in UNQUOTED_ASSIGNMENT.finditer(text):
+        value = match.group(1)
+        if len(value) >= config.min_secret_length and shannon_entropy(value) >= config.min_secret_entropy:
+            spans.append(match.span(1))
+    return spans
+
+
+def redact(text: str, config: PiiConfig, language: str | None = None) -> tuple[str, Counter]:
+    """(redacted text, counts per kind); `language` enables the unquoted-value rule of config files."""
     counts: Counter = Counter()
 
     def apply(kind: str, spans: list[tuple[int, int]], placeholder: str) -> None:
@@ -126,6 +146,8 @@ def redact(text: str, config: PiiConfig) -> tuple[str, Counter]:
             if literal in text:
                 apply("key", [m.span() for m in pattern.finditer(text)], "<KEY>")
         apply("secret", _secret_spans(text, config), "<SECRET>")
+        if language in CONFIG_LANGUAGES:
+            apply("secret", _unquoted_secret_spans(text, config), "<SECRET>")
     if config.redact_emails and "@" in text:
         apply("email", _email_spans(text), "<EMAIL>")
     if config.redact_ips:
@@ -146,7 +168,7 @@ class PiiRedactor(PipelineStep):
     def run(self, data, rank: int = 0, world_size: int = 1):
         for doc in data:
             with self.track_time():
-                doc.text, counts = redact(doc.text, self.config)
+                doc.text, counts = redact(doc.text, self.config, doc.metadata.get("language"))
                 doc.metadata["pii"] = dict(counts)
                 for kind, n in counts.items():
                     self.stat_update(f"redacted_{kind}", value=n)

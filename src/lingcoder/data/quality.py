@@ -1,9 +1,11 @@
 """Step 6: program-analysis quality signals and the transparent 0-100 quality score.
 
-Signals per file (stored as the `signals` JSON column): `syntax_valid` (Python `ast`, other
-languages tree-sitter; null without a grammar), `comment_ratio`, `effective_lines`,
-`functions`, `classes`, `docstring_coverage`, `max_nesting`, `pii` counts and, with a
-classifier, `classifier_prob`.
+Signals per file (stored as the `signals` JSON column), from the file's one parse (syntax.py:
+Python `ast`, other languages tree-sitter): `syntax_valid` (null without a grammar),
+`comment_ratio` (comment lines from the parse where it has them, else from code_lines),
+`effective_lines`, `functions`, `classes`, `docstring_coverage`, `max_nesting`, `imports` (how
+many), `pii` counts and, with a classifier, `classifier_prob`. The import specifiers themselves
+go to the document's `imports` metadata for the repository import graph.
 
 Score (code files), the sum of these points:
 - syntax: 30 if it parses, 15 if unknown, 0 if not;
@@ -26,7 +28,7 @@ from datatrove.pipeline.base import PipelineStep
 from lingcoder.data.classifier import QualityClassifier
 from lingcoder.data.filters import cached_line_counts
 from lingcoder.data.language import CODE, kind_of
-from lingcoder.data.syntax import analyse
+from lingcoder.data.syntax import Structure, analyse
 
 NON_CODE_SCORE = 40.0
 
@@ -57,11 +59,23 @@ def rule_score(signals: dict) -> float:
     return round(points, 2)
 
 
-def code_signals(text: str, language: str, path: str, counts, max_bytes: int) -> dict:
-    structure = analyse(text, language, path) if len(text) <= max_bytes else None
+def cached_structure(doc, max_bytes: int) -> Structure | None:
+    """The parse of `doc` (None for a file over `max_bytes`), done once and kept in its metadata."""
+    if "_structure" not in doc.metadata:
+        text, meta = doc.text, doc.metadata
+        doc.metadata["_structure"] = (
+            analyse(text, meta["language"], meta["path"]) if len(text) <= max_bytes else None
+        )
+    return doc.metadata["_structure"]
+
+
+def code_signals(structure: Structure | None, counts) -> dict:
+    comment_ratio = counts.comment_ratio
+    if structure is not None and structure.comment_lines is not None and counts.non_blank:
+        comment_ratio = min(1.0, structure.comment_lines / counts.non_blank)
     return {
         "syntax_valid": structure.syntax_valid if structure else None,
-        "comment_ratio": round(counts.comment_ratio, 4),
+        "comment_ratio": round(comment_ratio, 4),
         "effective_lines": counts.code,
         "functions": structure.functions if structure else 0,
         "classes": structure.classes if structure else 0,
@@ -69,6 +83,7 @@ def code_signals(text: str, language: str, path: str, counts, max_bytes: int) ->
         if not structure or structure.docstring_coverage is None
         else round(structure.docstring_coverage, 4),
         "max_nesting": structure.max_nesting if structure else 0,
+        "imports": len(structure.imports) if structure else 0,
     }
 
 
@@ -95,9 +110,9 @@ class QualityAnnotator(PipelineStep):
         meta = doc.metadata
         counts = cached_line_counts(doc)
         if kind_of(meta["language"]) == CODE:
-            signals = code_signals(
-                doc.text, meta["language"], meta["path"], counts, self.config.max_analysis_bytes
-            )
+            structure = cached_structure(doc, self.config.max_analysis_bytes)
+            signals = code_signals(structure, counts)
+            meta["imports"] = structure.imports if structure else []
             score = rule_score(signals)
         else:
             signals = {"comment_ratio": round(counts.comment_ratio, 4), "effective_lines": counts.code}

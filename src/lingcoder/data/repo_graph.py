@@ -1,29 +1,25 @@
 """Step 7 (analysis): resolve each file's imports to files of the same repository and order the
 files with the paper's cycle-tolerant lexicographic topological sort.
 
-Python imports come from the AST (absolute, relative and `from x import y` submodules). For
-JavaScript/TypeScript (`import ... from`, `require`, dynamic `import()`, `export ... from`), Java
-(`import a.b.C;`, `a.b.*`), Go (`import "mod/pkg"` -> the package directory), C/C++
-(`#include "x.h"`) and Rust (`mod x;`, `use crate::a::b`) the import statements are lexically
-simple, so regexes read them at lexer speed; only paths that exist in the repository count.
+The import specifiers come from the file's one parse (syntax.py: `ast` for Python, tree-sitter for
+JavaScript/TypeScript, Java, Go, C/C++ and Rust), which the quality step keeps in the document's
+metadata (`imports`), so building a repository sample parses nothing again. Resolution: Python
+absolute, relative and `from x import y` submodules; JS/TS relative module paths with their
+extensions and `index` files; Java classes and `a.b.*` packages; Go import paths -> the package
+directory; C/C++ `#include "x.h"` (next to the file, else by path suffix); Rust `mod x;` and
+`use crate::/self::/super::` paths. Only paths that exist in the repository count.
 """
 
 from __future__ import annotations
 
-import ast
 import heapq
 import posixpath
-import re
 from collections import defaultdict
 
-JS_IMPORT = re.compile(r"""(?:\bfrom\s*|\brequire\s*\(\s*|\bimport\s*\(\s*|\bimport\s+)["']([^"']+)["']""")
-JAVA_IMPORT = re.compile(r"^\s*import\s+(?:static\s+)?([\w.]+(?:\.\*)?)\s*;", re.MULTILINE)
-GO_IMPORT_BLOCK = re.compile(r"^\s*import\s*(?:\(([^)]*)\)|([^\n]*))", re.MULTILINE)
-GO_PATH = re.compile(r'"([^"]+)"')
-C_INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.MULTILINE)
-RUST_MOD = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", re.MULTILINE)
-RUST_USE = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?use\s+((?:crate|self|super)(?:::\w+)+)", re.MULTILINE)
+from lingcoder.data.syntax import analyse
+
 JS_EXTENSIONS = ("", ".ts", ".tsx", ".js", ".jsx", ".mjs", ".cjs", ".d.ts")
+IMPORTING_LANGUAGES = ("Python", "JavaScript", "TypeScript", "Java", "Go", "C", "C++", "Rust")
 
 
 def python_modules(paths: list[str]) -> dict[str, str]:
@@ -40,60 +36,29 @@ def python_modules(paths: list[str]) -> dict[str, str]:
     return modules
 
 
-PY_IMPORT_LINE = re.compile(r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import\b|import[ \t]+\w)[^\n]*", re.MULTILINE)
-
-
-def _import_statements(text: str) -> str:
-    """Only the import statements of a Python file (dedented; parenthesised ones whole), for a fast parse."""
-    chunks = []
-    for match in PY_IMPORT_LINE.finditer(text):
-        end = match.end()
-        if "(" in match.group(0) and ")" not in match.group(0):
-            close = text.find(")", end)
-            end = close + 1 if close != -1 else end
-        chunks.append(text[match.start() : end].strip().split(";")[0])
-    return "\n".join(chunks)
-
-
-def _parse_imports(text: str):
-    for source in (_import_statements(text), text):  # the whole file if the extract does not parse
-        try:
-            return ast.parse(source)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            continue
-    return None
-
-
-def _python_imports(path: str, text: str, modules: dict[str, str]) -> set[str]:
-    tree = _parse_imports(text)
-    if tree is None:
-        return set()
+def _python_imports(path: str, specs: list[str], modules: dict[str, str]) -> set[str]:
     package = path[:-3].split("/")[:-1] if not path.endswith("__init__.py") else path.split("/")[:-1]
     found = set()
-    for node in ast.walk(tree):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - node.level + 1] if node.level > 1 else package
-                prefix = ".".join(base + ([node.module] if node.module else []))
-            else:
-                prefix = node.module or ""
-            names = [prefix] + [f"{prefix}.{alias.name}" if prefix else alias.name for alias in node.names]
-        for name in names:
+    for spec in specs:
+        module = spec.lstrip(".")
+        level = len(spec) - len(module)
+        if level:
+            base = package[: len(package) - level + 1] if level > 1 else package
+            name = ".".join(base + ([module] if module else []))
+        else:
+            name = module
+        target = modules.get(name)
+        while target is None and "." in name:
+            name = name.rsplit(".", 1)[0]
             target = modules.get(name)
-            while target is None and "." in name:
-                name = name.rsplit(".", 1)[0]
-                target = modules.get(name)
-            if target:
-                found.add(target)
+        if target:
+            found.add(target)
     return found
 
 
-def _js_imports(path: str, text: str, files: set[str]) -> set[str]:
+def _js_imports(path: str, specs: list[str], files: set[str]) -> set[str]:
     found = set()
-    for spec in JS_IMPORT.findall(text):
+    for spec in specs:
         if not spec.startswith("."):
             continue
         base = posixpath.normpath(posixpath.join(posixpath.dirname(path), spec))
@@ -110,9 +75,9 @@ def _by_suffix(files: set[str], suffix: str) -> set[str]:
     return {f for f in files if f == suffix or f.endswith("/" + suffix)}
 
 
-def _java_imports(text: str, files: set[str], dirs: dict[str, list[str]]) -> set[str]:
+def _java_imports(specs: list[str], files: set[str], dirs: dict[str, list[str]]) -> set[str]:
     found = set()
-    for name in JAVA_IMPORT.findall(text):
+    for name in specs:
         if name.endswith(".*"):
             package = name[:-2].replace(".", "/")
             found |= {
@@ -132,30 +97,29 @@ def _java_imports(text: str, files: set[str], dirs: dict[str, list[str]]) -> set
     return found
 
 
-def _go_imports(text: str, dirs: dict[str, list[str]]) -> set[str]:
+def _go_imports(specs: list[str], dirs: dict[str, list[str]]) -> set[str]:
     found = set()
-    for block, single in GO_IMPORT_BLOCK.findall(text):
-        for spec in GO_PATH.findall(block or single):
-            for d, fs in dirs.items():
-                if d and (spec == d or spec.endswith("/" + d)):
-                    found |= {f for f in fs if f.endswith(".go") and not f.endswith("_test.go")}
+    for spec in specs:
+        for d, fs in dirs.items():
+            if d and (spec == d or spec.endswith("/" + d)):
+                found |= {f for f in fs if f.endswith(".go") and not f.endswith("_test.go")}
     return found
 
 
-def _c_includes(path: str, text: str, files: set[str]) -> set[str]:
+def _c_includes(path: str, specs: list[str], files: set[str]) -> set[str]:
     found = set()
-    for spec in C_INCLUDE.findall(text):
+    for spec in specs:
         local = posixpath.normpath(posixpath.join(posixpath.dirname(path), spec))
         hits = {local} if local in files else _by_suffix(files, spec)
         found |= hits
     return found
 
 
-def _rust_imports(path: str, text: str, files: set[str]) -> set[str]:
+def _rust_imports(path: str, specs: list[str], files: set[str]) -> set[str]:
     found = set()
     directory, stem = posixpath.dirname(path), posixpath.basename(path)[:-3]
     module_dir = directory if stem in ("lib", "main", "mod") else posixpath.join(directory, stem)
-    for name in RUST_MOD.findall(text):
+    for name in (spec[4:] for spec in specs if spec.startswith("mod:")):
         for candidate in (
             posixpath.join(module_dir, name + ".rs"),
             posixpath.join(module_dir, name, "mod.rs"),
@@ -165,7 +129,7 @@ def _rust_imports(path: str, text: str, files: set[str]) -> set[str]:
     crate_root = (
         path.split("/src/")[0] + "/src" if "/src/" in path else ("src" if path.startswith("src/") else "")
     )
-    for use in RUST_USE.findall(text):
+    for use in (spec[4:] for spec in specs if spec.startswith("use:")):
         parts = use.split("::")
         root = {"crate": crate_root, "self": module_dir, "super": posixpath.dirname(module_dir)}[parts[0]]
         for cut in range(len(parts), 1, -1):
@@ -177,8 +141,13 @@ def _rust_imports(path: str, text: str, files: set[str]) -> set[str]:
     return found
 
 
-def resolve_imports(files: dict[str, tuple[str, str]]) -> dict[str, set[str]]:
-    """{path: (language, text)} -> {path: paths it imports}, self-imports removed."""
+def resolve_imports(files: dict[str, tuple[str, str]], specs: dict[str, list[str]] | None = None
+                    ) -> dict[str, set[str]]:
+    """{path: (language, text)} -> {path: paths it imports}, self-imports removed.
+
+    `specs` gives files' import specifiers already known (`Structure.imports`); the others are parsed.
+    """
+    specs = specs or {}
     paths = set(files)
     dirs: dict[str, list[str]] = defaultdict(list)
     for path in sorted(paths):
@@ -186,20 +155,23 @@ def resolve_imports(files: dict[str, tuple[str, str]]) -> dict[str, set[str]]:
     modules = python_modules(sorted(paths))
     deps = {}
     for path, (language, text) in files.items():
+        if language not in IMPORTING_LANGUAGES:
+            deps[path] = set()
+            continue
+        known = specs.get(path)
+        imports = known if known is not None else analyse(text, language, path).imports
         if language == "Python":
-            found = _python_imports(path, text, modules)
+            found = _python_imports(path, imports, modules)
         elif language in ("JavaScript", "TypeScript"):
-            found = _js_imports(path, text, paths)
+            found = _js_imports(path, imports, paths)
         elif language == "Java":
-            found = _java_imports(text, paths, dirs)
+            found = _java_imports(imports, paths, dirs)
         elif language == "Go":
-            found = _go_imports(text, dirs) - {p for p in dirs.get(posixpath.dirname(path), [])}
+            found = _go_imports(imports, dirs) - set(dirs.get(posixpath.dirname(path), []))
         elif language in ("C", "C++"):
-            found = _c_includes(path, text, paths)
-        elif language == "Rust":
-            found = _rust_imports(path, text, paths)
+            found = _c_includes(path, imports, paths)
         else:
-            found = set()
+            found = _rust_imports(path, imports, paths)
         deps[path] = found - {path}
     return deps
 

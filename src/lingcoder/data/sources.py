@@ -25,7 +25,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from datatrove.data import Document
@@ -51,6 +51,37 @@ class Unit:
     files: tuple[str, ...] = ()  # dir: restrict to these top-level entries of `path` (default corpus)
     license: str = ""
     stars: int = 0
+    part: int = 0  # jsonl/parquet: read only the repositories of this part of the file ...
+    parts: int = 1  # ... when it is split into this many parts (`split_document_files`)
+
+
+def split_document_files(units: list[Unit], tasks: int) -> list[Unit]:
+    """Split JSONL and Parquet units into parts so that there are about `tasks` units to spread over
+    ranks (a single big file would otherwise keep every rank but one idle). Each part reads the
+    whole file and keeps the repositories `_parts_of_repositories` gives it: whole repositories, so
+    repository samples stay whole; a part costs one extra read and JSON parse of the file."""
+    files = [u for u in units if u.kind in ("jsonl", "parquet")]
+    if not files or len(units) >= tasks:
+        return units
+    parts = -(-(tasks - len(units) + len(files)) // len(files))
+    out = [u for u in units if u not in files]
+    for unit in files:
+        out += [replace(unit, part=part, parts=parts) for part in range(parts)]
+    return out
+
+
+def _parts_of_repositories(docs: list[Document], parts: int) -> dict[str, int]:
+    """Repository -> part, balancing bytes: the largest repositories first, each to the lightest part."""
+    sizes: dict[str, int] = {}
+    for doc in docs:
+        sizes[doc.metadata["repo"]] = sizes.get(doc.metadata["repo"], 0) + doc.metadata["size_bytes"] + 1
+    loads = [0] * parts
+    assignment = {}
+    for repo in sorted(sizes, key=lambda r: (-sizes[r], r)):
+        part = loads.index(min(loads))
+        assignment[repo] = part
+        loads[part] += sizes[repo]
+    return assignment
 
 
 def plan_units(sources: list[str]) -> list[Unit]:
@@ -194,7 +225,11 @@ class SourceReader(PipelineStep):
                 json.dump({"documents": docs, "bytes": nbytes}, fh)
 
     def _read_unit(self, unit: Unit) -> Iterator[Document]:
-        if unit.kind in ("dir", "git"):
+        if unit.parts > 1:
+            docs = list(self._read_unit(replace(unit, part=0, parts=1)))
+            assignment = _parts_of_repositories(docs, unit.parts)
+            yield from (doc for doc in docs if assignment[doc.metadata["repo"]] == unit.part)
+        elif unit.kind in ("dir", "git"):
             yield from self._read_repository(unit)
         elif unit.kind == "jsonl":
             yield from read_jsonl(unit.path, self.max_file_bytes)
