@@ -236,3 +236,12 @@ def test_the_post_trained_model_is_served_and_scores_the_same_through_the_server
             for name in ("direct", "served")]
     assert [(r["task_id"], r["digest"], r["verdict"]) for r in rows[0]] == \
         [(r["task_id"], r["digest"], r["verdict"]) for r in rows[1]]
+
+
+def test_eval_and_synth_stages_choose_vllm_by_config_key(tmp_path):
+    tiny = Path(__file__).parent.parent / "configs" / "tiny.toml"
+    record = recipe(tiny, overrides=["eval.backend=vllm", "synth.candidates_engine=vllm"], out=tmp_path / "run",
+                    check=True)
+    assert record["config"]["eval"]["backend"] == "vllm" and record["config"]["synth"]["candidates_engine"] == "vllm"
+    with pytest.raises(LingcoderError, match="eval.backend .tgi.: unknown for the recipe"):
+        recipe(tiny, overrides=["eval.backend=tgi"], out=tmp_path / "run", check=True)

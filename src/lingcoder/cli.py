@@ -153,6 +153,9 @@ def serve_cmd(
     max_batch_size: Annotated[int | None, typer.Option(help="Rows (choices) decoded together at most.")] = None,
     served_model_name: Annotated[str | None, typer.Option(help="Model name at /v1/models (default: the dir's "
                                                                 "name).")] = None,
+    engine: Annotated[str | None, typer.Option(help="lingcoder (built in, the default) or vllm (vLLM's server on "
+                                                    "the checkpoint; --device, --max-batch-size do not apply).")]
+    = None,
     config: Annotated[str | None, _config_option("serve")] = None,
     set_: Annotated[list[str] | None, _set_option("serve", "port=8001")] = None,
 ) -> None:
@@ -161,7 +164,7 @@ def serve_cmd(
 
     serve(_stage_config(ServeConfig, "serve", config, set_, model_dir=model_dir, host=host, port=port,
                         api_key=api_key, device=device, dtype=dtype, max_batch_size=max_batch_size,
-                        served_model_name=served_model_name))
+                        served_model_name=served_model_name, engine=engine))
 
 
 # -- recipe ------------------------------------------------------------------------------------
@@ -377,7 +380,8 @@ def eval_command(
     = None,
     until: Annotated[str | None, typer.Option(help="LiveCodeBench: contests on or before this date.")] = None,
     fim_mode: Annotated[str | None, typer.Option(help="HumanEval-infilling prompt order: psm or spm.")] = None,
-    backend: Annotated[str | None, typer.Option(help="Generate samples first: checkpoint, hf, openai.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Generate samples first: checkpoint, hf, openai, "
+                                                                  "vllm (serves the checkpoint).")] = None,
     model: Annotated[str | None, typer.Option(help="Checkpoint dir, HF model, or endpoint model name.")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://h:8000/v1.")] = None,
     device: Annotated[str | None, typer.Option(help="Device for the checkpoint and hf backends.")] = None,
@@ -496,6 +500,8 @@ def synth_command(
     candidates_checkpoint: Annotated[
         str | None, typer.Option(help="Checkpoint directory whose answers make DPO pairs.")
     ] = None,
+    candidates_engine: Annotated[str | None, typer.Option(help="Runs --candidates-checkpoint: lingcoder (default) "
+                                                                "or vllm.")] = None,
     n_candidates: Annotated[int | None, typer.Option(help="Answers (or mutants) tried per problem; 0 = no DPO.")]
     = None,
     candidates_temperature: Annotated[float | None, typer.Option(help="Sampling temperature of the answers.")]
@@ -523,7 +529,7 @@ def synth_command(
         teacher_problems=teacher_problems, teacher_temperature=teacher_temperature,
         teacher_max_tokens=teacher_max_tokens, magpie_prefix=magpie_prefix, magpie_stop=magpie_stop,
         candidates_url=candidates_url, candidates_model=candidates_model, candidates_api_key=candidates_api_key,
-        candidates_checkpoint=candidates_checkpoint, n_candidates=n_candidates,
+        candidates_checkpoint=candidates_checkpoint, candidates_engine=candidates_engine, n_candidates=n_candidates,
         candidates_temperature=candidates_temperature, candidates_max_tokens=candidates_max_tokens, device=device,
         workers=workers, max_problems=max_problems, seed=seed, timeout=timeout, benchmarks=benchmark,
     ))
