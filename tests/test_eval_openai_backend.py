@@ -130,3 +130,12 @@ def test_endpoint_errors_are_clear(endpoint, tmp_path):
     with pytest.raises(LingcoderError, match="--base-url"):
         run_eval(EvalConfig(str(tmp_path / "out"), backend="openai", model="m", progress=False))
     assert not (tmp_path / "out").exists()  # the backend is checked before anything is written
+
+
+def test_at_most_four_stop_strings_are_sent_and_the_text_is_cut_at_all(endpoint):
+    """vLLM (like OpenAI) refuses more than 4 stop strings; the rest are applied to the reply."""
+    stops = ("\nclass ", "\nif ", "\nprint(", "\n#", "\ndef ", "\nassert")
+    backend = OpenAIBackend(endpoint.url, "fake")
+    [[text]] = backend.complete([PROBLEMS[RIGHT]["prompt"]], SamplingParams(max_tokens=50, stop=stops))
+    assert sent(endpoint)[0]["stop"] == list(stops[:4])
+    assert text == PROBLEMS[RIGHT]["canonical_solution"]  # cut at the fifth, "\ndef "

@@ -11,7 +11,10 @@ stop strings applied. Temperature 0 means greedy decoding.
   read without asking the hub; a hub id comes from the local cache or is downloaded.
 - `OpenAIBackend`: `/v1/completions` and `/v1/chat/completions` (vLLM, our server, ...), with the
   key from $OPENAI_API_KEY when set. It speaks HTTP with the standard library: two JSON POST calls
-  do not justify a client dependency.
+  do not justify a client dependency. Endpoints cap the stop strings of a request (vLLM and OpenAI at
+  4), so it sends the first four and cuts the text at all of them.
+- `VLLMBackend`: a checkpoint served by vLLM for the run (`lingcoder.vllm_server`), spoken to as above;
+  `close()` stops the server.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from pathlib import Path
 from lingcoder.errors import LingcoderError
 from lingcoder.generation.chat_template import CHAT_STOPS
 from lingcoder.generation.sampling import SamplingParams, cut_at_stop
+
+MAX_STOP_STRINGS = 4  # per request, at vLLM (VLLM_MAX_STOP_STRINGS) and OpenAI
 
 
 class CheckpointBackend:
@@ -134,8 +139,10 @@ class OpenAIBackend:
     """An OpenAI-compatible HTTP endpoint; `base_url` ends in `/v1` (e.g. http://host:8000/v1)."""
 
     def __init__(
-        self, base_url: str, model: str, api_key: str | None = None, parallel: int = 8, timeout: float = 600.0
+        self, base_url: str, model: str, api_key: str | None = None, parallel: int = 8, timeout: float = 600.0,
+        extra_body: dict | None = None,
     ) -> None:
+        self.extra_body = dict(extra_body or {})  # server-specific request fields
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
@@ -161,6 +168,7 @@ class OpenAIBackend:
 
     def _sampling(self, settings: SamplingParams) -> dict:
         body = {
+            **self.extra_body,
             "model": self.model,
             "n": settings.n,
             "temperature": settings.temperature,
@@ -170,7 +178,7 @@ class OpenAIBackend:
         if settings.top_k:
             body["top_k"] = settings.top_k  # vLLM's and our server's extension of the OpenAI API
         if settings.stop:
-            body["stop"] = list(settings.stop)
+            body["stop"] = list(settings.stop)[:MAX_STOP_STRINGS]  # the text is cut at every one of them
         if settings.seed is not None:
             body["seed"] = settings.seed
         return body
@@ -193,6 +201,21 @@ class OpenAIBackend:
             raise LingcoderError(f"{url}: the reply is not JSON") from None
 
 
+class VLLMBackend(OpenAIBackend):
+    """A checkpoint directory served by vLLM while this backend lives; `close()` stops the server."""
+
+    def __init__(self, model_dir: str | Path, **server_options) -> None:
+        from lingcoder.vllm_server import VLLMServer
+
+        self.server = VLLMServer(model_dir, **server_options).start()
+        # Keep special tokens in the text, as lingcoder's own engine does (vLLM drops them by default).
+        super().__init__(self.server.base_url, self.server.model_name, api_key="",
+                         extra_body={"skip_special_tokens": False})
+
+    def close(self) -> None:
+        self.server.stop()
+
+
 def _is_local_path(model: str) -> bool:
     """Whether `model` names a local directory rather than a hub id (`name` or `owner/name`): it exists,
     is absolute or relative (`./`, `~`), has more than one `/`, or its first part is a local directory."""
@@ -211,7 +234,7 @@ def _choices(reply: dict, n: int) -> list[dict]:
 def make_backend(
     kind: str, model: str, *, base_url: str | None = None, device: str = "cpu", api_key: str | None = None
 ):
-    """Build a backend by name: `checkpoint`, `hf` or `openai`."""
+    """Build a backend by name: `checkpoint`, `hf`, `openai` or `vllm` (call its `close()` when done)."""
     if kind == "checkpoint":
         return CheckpointBackend(model, device=device)
     if kind == "hf":
@@ -220,4 +243,8 @@ def make_backend(
         if not base_url:
             raise LingcoderError("the openai backend needs --base-url (e.g. http://localhost:8000/v1)")
         return OpenAIBackend(base_url, model, api_key=api_key)
-    raise LingcoderError(f"backend {kind!r}: unknown (known: checkpoint, hf, openai)")
+    if kind == "vllm":
+        if not Path(model).is_dir():
+            raise LingcoderError(f"{model}: checkpoint directory not found (the vllm backend serves a checkpoint)")
+        return VLLMBackend(model)
+    raise LingcoderError(f"backend {kind!r}: unknown (known: checkpoint, hf, openai, vllm)")
