@@ -7,7 +7,8 @@ stop strings applied. Temperature 0 means greedy decoding.
 - `CheckpointBackend`: our own `lingcoder.generation.generate` on a checkpoint directory; chat uses the
   Ling chat template (`<role>HUMAN</role>...<role>ASSISTANT</role>`).
 - `HuggingFaceBackend`: `transformers.AutoModelForCausalLM`, installed on demand
-  (`pip install 'lingcoder[hf]'`); chat uses the tokenizer's chat template.
+  (`pip install 'lingcoder[hf]'`); chat uses the tokenizer's chat template. A local directory is
+  read without asking the hub; a hub id comes from the local cache or is downloaded.
 - `OpenAIBackend`: `/v1/completions` and `/v1/chat/completions` (vLLM, our server, ...), with the
   key from $OPENAI_API_KEY when set. It speaks HTTP with the standard library: two JSON POST calls
   do not justify a client dependency. Endpoints cap the stop strings of a request (vLLM and OpenAI at
@@ -75,7 +76,7 @@ class CheckpointBackend:
 
 
 class HuggingFaceBackend:
-    """A `transformers` causal LM (local path or hub id already in the local cache)."""
+    """A `transformers` causal LM: a local model directory, or a hub id (from the local cache or downloaded)."""
 
     def __init__(self, model: str, device: str = "cpu") -> None:
         try:
@@ -83,13 +84,27 @@ class HuggingFaceBackend:
             import transformers
         except ImportError:
             raise LingcoderError("the hf backend needs transformers: pip install 'lingcoder[hf]'") from None
+        local = _is_local_path(model)
+        if local and not Path(model).expanduser().is_dir():
+            raise LingcoderError(f"{model}: model directory not found")
+        source = str(Path(model).expanduser()) if local else model
         self.torch = torch
         self.device = device
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(model)
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(model).to(device).eval()
+        self.model_name = model
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local)
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(source, local_files_only=local)
+        except (OSError, ValueError) as exc:
+            what = "the model directory" if local else "the Hugging Face model"
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LingcoderError(f"{model}: transformers cannot load {what}: {reason}") from None
+        self.model = self.model.to(device).eval()
 
     def complete(self, prompts: list[str], settings: SamplingParams) -> list[list[str]]:
         outputs = []
+        pad_token_id = self.tokenizer.pad_token_id
+        if pad_token_id is None:
+            pad_token_id = self.tokenizer.eos_token_id
         for prompt in prompts:
             inputs = self.tokenizer(prompt, return_tensors="pt").to(self.device)
             sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
@@ -102,7 +117,7 @@ class HuggingFaceBackend:
                     **inputs,
                     max_new_tokens=settings.max_tokens,
                     num_return_sequences=settings.n,
-                    pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                    pad_token_id=pad_token_id,
                     **(sampling if settings.temperature > 0 else {"do_sample": False}),
                 )
             new = tokens[:, inputs["input_ids"].shape[1] :]
@@ -111,6 +126,8 @@ class HuggingFaceBackend:
         return outputs
 
     def chat(self, conversations: list[list[dict]], settings: SamplingParams) -> list[list[str]]:
+        if not self.tokenizer.chat_template:
+            raise LingcoderError(f"{self.model_name}: the tokenizer has no chat template (use --mode base)")
         prompts = [
             self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
             for c in conversations
@@ -197,6 +214,14 @@ class VLLMBackend(OpenAIBackend):
 
     def close(self) -> None:
         self.server.stop()
+
+
+def _is_local_path(model: str) -> bool:
+    """Whether `model` names a local directory rather than a hub id (`name` or `owner/name`): it exists,
+    is absolute or relative (`./`, `~`), has more than one `/`, or its first part is a local directory."""
+    if Path(model).expanduser().exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
+        return True
+    return "/" in model and Path(model.split("/")[0]).is_dir()
 
 
 def _choices(reply: dict, n: int) -> list[dict]:
