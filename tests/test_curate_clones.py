@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from lingcoder.data.clones import clone_token_hashes, shingles
+from lingcoder.data.curate import load_config
+from lingcoder.errors import LingcoderError
 
 LEDGER = '''"""A small double-entry ledger."""
 
@@ -327,6 +329,11 @@ def test_a_chain_of_near_copies_keeps_its_far_end(runs):
     _, dropped, _ = runs["with"]  # ... but the last is not a copy of the kept first one
     assert [dropped[(f"chain/link{i}", "rules.py")]["detail"] for i in range(1, 4)] == ["kept chain/link0/rules.py"] * 3
     assert ("chain/link0", "rules.py") not in dropped and ("chain/link4", "rules.py") not in dropped
+
+
+def test_min_similarity_outside_zero_to_one_is_refused():
+    with pytest.raises(LingcoderError, match=r"dedup.min_similarity must be in \[0, 1\], got 1.5"):
+        load_config(None, ["dedup.min_similarity=1.5"])
 
 
 def test_word_shingles_alone_keep_renamed_copies(runs):
