@@ -156,16 +156,19 @@ def test_sft_then_dpo_on_the_cli(checkpoint, tmp_path):
 
 @pytest.mark.slow
 def test_two_fsdp2_processes_match_one_process(checkpoint, tmp_path):
-    """sft then dpo (reference sharded too, log-probs gathered) under torchrun with the same global batch."""
+    """sft then dpo (reference sharded too, log-probs gathered) under torchrun with the same global batch, with
+    FSDP2 alone and with the experts split over the two processes (expert_parallel = 2)."""
     sft_data = write_jsonl(tmp_path / "sft.jsonl", sft_records(20))
     dpo_data = write_jsonl(tmp_path / "dpo.jsonl", dpo_records(12))
     losses = {}
-    for name, micro_batch_size in (("one", 4), ("two", 2)):
+    for name, micro_batch_size, ep in (("one", 4, 1), ("two", 2, 1), ("ep", 2, 2)):
         out = tmp_path / name
         config = write_config(tmp_path / f"{name}.toml", sft={
             "data": [str(sft_data)], "init_from": str(checkpoint), "out": str(out / "sft"), "seq_len": 64,
-            "micro_batch_size": micro_batch_size, "epochs": 1, "schedule": {"kind": "constant", "lr_start": 1e-3}},
-            dpo=dpo_table(out / "dpo", out / "sft", [dpo_data], micro_batch_size=micro_batch_size, epochs=1))
+            "micro_batch_size": micro_batch_size, "epochs": 1, "schedule": {"kind": "constant", "lr_start": 1e-3},
+            "expert_parallel": ep},
+            dpo=dpo_table(out / "dpo", out / "sft", [dpo_data], micro_batch_size=micro_batch_size, epochs=1,
+                          expert_parallel=ep))
         launcher = [] if name == "one" else [Path(sys.executable).with_name("torchrun"), "--standalone",
                                              "--nproc_per_node", "2", "-m", "lingcoder"]
         for stage in ("sft", "dpo"):
@@ -176,7 +179,9 @@ def test_two_fsdp2_processes_match_one_process(checkpoint, tmp_path):
             assert result.returncode == 0, result.stderr[-3000:]
             losses[name, stage] = [r for r in read_metrics(out / stage / "metrics.jsonl")]
     for stage, key in (("sft", "lm_loss"), ("dpo", "dpo_loss")):
-        one, two = losses["one", stage], losses["two", stage]
-        assert [r["step"] for r in one] == [r["step"] for r in two] and len(one) > 2
-        for a, b in zip(one, two, strict=True):
-            assert b.get(key, b.get("val_loss")) == pytest.approx(a.get(key, a.get("val_loss")), rel=2e-3, abs=2e-3)
+        one = losses["one", stage]
+        for two in (losses["two", stage], losses["ep", stage]):
+            assert [r["step"] for r in one] == [r["step"] for r in two] and len(one) > 2
+            for a, b in zip(one, two, strict=True):
+                assert b.get(key, b.get("val_loss")) == pytest.approx(a.get(key, a.get("val_loss")), rel=2e-3,
+                                                                      abs=2e-3)

@@ -113,6 +113,49 @@ def test_aux_loss_free_bias_moves_load_toward_balance():
     assert moe.gate.expert_bias[0] < moe.gate.expert_bias.mean()  # the overloaded expert was pushed down
 
 
+def test_aligned_token_groups_give_the_same_values_and_gradients():
+    moe = make_moe()
+    x = torch.randn(2, 9, 32, requires_grad=True)
+    grad_out = torch.randn(2, 9, 32)
+    results = []
+    for align in (1, 8, 16):
+        moe.experts.align = align
+        y = moe(x).hidden
+        (y * grad_out).sum().backward()
+        results.append((y.detach(), x.grad.clone(), moe.experts.down_proj.grad.clone()))
+        moe.zero_grad()
+        x.grad = None
+    for got in results[1:]:
+        for a, b in zip(got, results[0], strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_gathered_decode_path_reads_only_chosen_experts_and_matches_grouped():
+    moe = make_moe()
+    x_TD = torch.randn(3, 32)
+    routing = moe.gate(x_TD)
+    args = (x_TD, routing.expert_idx_TK, routing.weights_TK)
+    with torch.no_grad():
+        grouped, counts = moe.experts(*args)
+        gathered, _ = moe.experts(*args, gathered=True)
+        torch.testing.assert_close(gathered, grouped, atol=1e-5, rtol=1e-5)
+        moe.experts.gate_proj[counts == 0] = float("nan")  # experts nobody chose are never read
+        again, _ = moe.experts(*args, gathered=True)
+    assert (counts == 0).any() and not again.isnan().any()
+    torch.testing.assert_close(again, gathered)
+
+
+def test_router_logits_stay_fp32_under_bf16_autocast():
+    moe = make_moe()
+    x = torch.randn(16, 32)
+    plain = moe.gate(x).logits_TE
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = moe.gate(x).logits_TE
+        y = moe(x[None]).hidden
+    assert logits.dtype == torch.float32 and y.dtype == x.dtype
+    torch.testing.assert_close(logits, plain)
+
+
 def test_dense_and_moe_feed_forwards_return_one_type():
     config = micro_config()
     x = torch.randn(2, 3, config.hidden_size)

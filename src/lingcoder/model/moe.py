@@ -3,7 +3,14 @@ experts, shared experts, balancing losses). Both return a `FeedForwardOutput`.
 
 Shapes: T tokens, D model dim, E routed experts, K experts per token, F expert width.
 Dispatch is dropless: token copies are sorted by expert, per-expert offsets computed, and all
-experts run in three `torch._grouped_mm` calls (gate, up, down) over the stacked weights.
+experts run in three `torch._grouped_mm` calls (gate, up, down) over the stacked weights. Each
+expert's group of rows starts at a multiple of the kernel's alignment (8 rows on CUDA: 16-byte bf16
+rows). For the static decode step (`model/static_decode.py`) the chosen experts' weights are gathered
+instead (`gathered=True`): only those are read, with static shapes that `torch.compile` and CUDA graphs
+capture whole. Eager decoding keeps the grouped path, which skips empty groups and was 2-3x faster on
+this project's CPU than gathering (the gather copies the weights before the matmuls read them).
+Under expert parallelism (`model/expert_parallel.py`) a layer holds a slice of the experts and
+token copies travel to their expert's process and back.
 """
 
 from __future__ import annotations
@@ -76,7 +83,8 @@ class Router(nn.Module):
             self.expert_bias = None
 
     def forward(self, x_TD: torch.Tensor) -> Routing:
-        logits_TE = F.linear(x_TD.float(), self.weight.float())
+        with torch.autocast(x_TD.device.type, enabled=False):  # fp32 logits under bf16 autocast too
+            logits_TE = F.linear(x_TD.float(), self.weight.float())
         probs_TE = logits_TE.softmax(dim=-1)
         choice_TE = probs_TE if self.expert_bias is None else probs_TE + self.expert_bias
         topk_idx_TK = choice_TE.topk(self.top_k, dim=-1).indices
@@ -95,27 +103,78 @@ class Router(nn.Module):
 
 class GroupedExperts(nn.Module):
     """E SwiGLU experts stored stacked: gate_proj/up_proj [E, F, D], down_proj [E, D, F] (HF per-expert
-    layout, stacked on the first dim)."""
+    layout, stacked on the first dim). Under expert parallelism E is this process's share and
+    `expert_parallel` routes token copies to the other processes' experts."""
 
     def __init__(self, num_experts: int, hidden: int, width: int):
         super().__init__()
+        self.num_experts = num_experts  # all experts of the layer, wherever they live
         self.gate_proj = nn.Parameter(torch.empty(num_experts, width, hidden))
         self.up_proj = nn.Parameter(torch.empty(num_experts, width, hidden))
         self.down_proj = nn.Parameter(torch.empty(num_experts, hidden, width))
+        self.expert_parallel = None  # an `ExpertParallel` when the experts are sharded over processes
+        self.align: int | None = None  # rows per group multiple; None: what the device's kernel wants
 
-    def forward(self, x_TD: torch.Tensor, topk_idx_TK: torch.Tensor, topk_w_TK: torch.Tensor):
-        """Weighted sum over each token's K experts, [T, D]; also the per-expert token counts [E]."""
-        T, K = topk_idx_TK.shape
-        E = self.gate_proj.shape[0]
-        flat_expert_N = topk_idx_TK.reshape(-1)  # N = T*K token copies
-        order_N = flat_expert_N.argsort(stable=True)
+    def forward(self, x_TD: torch.Tensor, topk_idx_TK: torch.Tensor, topk_w_TK: torch.Tensor,
+                gathered: bool = False):
+        """Weighted sum over each token's K experts, [T, D]; also the per-expert token counts [E].
+        `gathered`: gather the chosen experts' weights (few tokens, static shapes) instead of grouping."""
+        counts_E = expert_counts(topk_idx_TK, self.num_experts)
+        if self.expert_parallel is not None:
+            y_TD = self.expert_parallel(self, x_TD, topk_idx_TK, topk_w_TK)
+        elif gathered:
+            y_TD = gathered_swiglu(x_TD, topk_idx_TK, topk_w_TK, self.gate_proj, self.up_proj, self.down_proj)
+        else:
+            y_TD = self.sorted_swiglu(x_TD, topk_idx_TK, topk_w_TK, counts_E)
+        return y_TD, counts_E
+
+    def sorted_swiglu(self, x_TD, topk_idx_TK, topk_w_TK, counts_E):
+        """Token copies sorted by expert, three grouped GEMMs, weighted sum back per token."""
+        K = topk_idx_TK.shape[1]
+        order_N = topk_idx_TK.reshape(-1).argsort(stable=True)
         token_N = order_N // K
-        counts_E = torch.bincount(flat_expert_N, minlength=E)
-        offsets_E = counts_E.cumsum(0).to(torch.int32)
-        out_ND = grouped_swiglu(x_TD[token_N], self.gate_proj, self.up_proj, self.down_proj, offsets_E)
-        weighted_ND = out_ND.float() * topk_w_TK.reshape(-1)[order_N, None]
-        y_TD = torch.zeros(T, x_TD.shape[1], device=x_TD.device, dtype=torch.float32)
-        return y_TD.index_add_(0, token_N, weighted_ND).to(x_TD.dtype), counts_E
+        out_ND = self.run_groups(x_TD[token_N], counts_E)
+        return combine(out_ND, token_N, topk_w_TK.reshape(-1)[order_N], x_TD)
+
+    def run_groups(self, x_ND: torch.Tensor, counts_E: torch.Tensor) -> torch.Tensor:
+        """SwiGLU of rows already sorted by (local) expert, `counts_E[e]` rows each, in the same order."""
+        align = self.align if self.align is not None else group_alignment(x_ND.device)
+        return aligned_grouped_swiglu(x_ND, counts_E, self.gate_proj, self.up_proj, self.down_proj, align)
+
+
+def expert_counts(topk_idx_TK: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """Token copies per expert [E] (a static-shape scatter, unlike `bincount`)."""
+    flat = topk_idx_TK.reshape(-1)
+    return flat.new_zeros(num_experts).scatter_add_(0, flat, torch.ones_like(flat))
+
+
+def combine(out_ND, token_N, weight_N, x_TD):
+    """sum_k w_k * expert_k(x) per token, accumulated in fp32, in the input's dtype."""
+    weighted_ND = out_ND.float() * weight_N[:, None]
+    y_TD = torch.zeros(x_TD.shape, device=x_TD.device, dtype=torch.float32)
+    return y_TD.index_add_(0, token_N, weighted_ND).to(x_TD.dtype)
+
+
+def group_alignment(device: torch.device) -> int:
+    """Rows each expert group is padded to: 8 on CUDA (16-byte aligned bf16 groups for the grouped GEMM)."""
+    return 8 if device.type == "cuda" else 1
+
+
+def aligned_grouped_swiglu(x_ND, counts_E, w_gate, w_up, w_down, align: int):
+    """`grouped_swiglu` with each group starting at a multiple of `align` rows (zero rows in between).
+
+    The padded buffer has the static size N + E * (align - 1): no host sync."""
+    if align <= 1:
+        return grouped_swiglu(x_ND, w_gate, w_up, w_down, counts_E.cumsum(0).to(torch.int32))
+    N, E = x_ND.shape[0], counts_E.shape[0]
+    padded_E = (counts_E + align - 1) // align * align
+    extra_E = padded_E - counts_E
+    shift_E = extra_E.cumsum(0) - extra_E  # padding rows before each group
+    expert_N = torch.repeat_interleave(torch.arange(E, device=x_ND.device), counts_E, output_size=N)
+    dest_N = torch.arange(N, device=x_ND.device) + shift_E[expert_N]
+    x_PD = x_ND.new_zeros(N + E * (align - 1), x_ND.shape[1]).index_copy(0, dest_N, x_ND)
+    out_PD = grouped_swiglu(x_PD, w_gate, w_up, w_down, padded_E.cumsum(0).to(torch.int32))
+    return out_PD[dest_N]
 
 
 @torch.compiler.disable  # the meta kernel torch.compile traces with accepts bf16 only
@@ -127,6 +186,18 @@ def grouped_swiglu(x_ND, w_gate_EFD, w_up_EFD, w_down_EDF, offsets_E):
     h_NF = F.silu(torch._grouped_mm(x_ND, w_gate.mT, offs=offsets_E))
     h_NF = h_NF * torch._grouped_mm(x_ND, w_up.mT, offs=offsets_E)
     return torch._grouped_mm(h_NF, w_down.mT, offs=offsets_E)
+
+
+def gathered_swiglu(x_TD, topk_idx_TK, topk_w_TK, w_gate_EFD, w_up_EFD, w_down_EDF):
+    """Few tokens: gather each token's K experts' weights (only those are read) and run them batched.
+    Static shapes throughout, so a compiled decode step captures it whole."""
+    device = x_TD.device.type  # plain matmuls: any dtype, autocast's when it is on
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x_TD.dtype
+    x_TD = x_TD.to(dtype)
+    gate_TKFD, up_TKFD, down_TKDF = (w[topk_idx_TK].to(dtype) for w in (w_gate_EFD, w_up_EFD, w_down_EDF))
+    h_TKF = F.silu(torch.einsum("tkfd,td->tkf", gate_TKFD, x_TD)) * torch.einsum("tkfd,td->tkf", up_TKFD, x_TD)
+    out_TKD = torch.einsum("tkdf,tkf->tkd", down_TKDF, h_TKF)
+    return (out_TKD.float() * topk_w_TK[..., None]).sum(1).to(x_TD.dtype)
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:

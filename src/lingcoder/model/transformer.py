@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from lingcoder.model.attention import Attention, KVCache, build_attention_mask, rope_cos_sin
 from lingcoder.model.config import BailingMoeConfig
@@ -56,6 +57,7 @@ class BailingMoeModel(nn.Module):
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.activation_checkpointing = False  # recompute each block in backward instead of keeping activations
 
     def forward(self, input_ids_BT, attention_mask_BS=None, position_ids_BT=None, document_ids_BT=None,
                 cache: KVCache | None = None):
@@ -67,8 +69,12 @@ class BailingMoeModel(nn.Module):
         cos, sin = rope_cos_sin(position_ids_BT, self.config.head_dim, self.config.rope_theta, x_BTD.dtype)
         mask = build_attention_mask(T, past_len, attention_mask_BS, document_ids_BT, input_ids_BT.device)
         router_stats: list[RouterStats] = []
+        recompute = self.activation_checkpointing and torch.is_grad_enabled()
         for layer in self.layers:
-            x_BTD, stats = layer(x_BTD, cos, sin, mask, cache)
+            if recompute:
+                x_BTD, stats = checkpoint(layer, x_BTD, cos, sin, mask, cache, use_reentrant=False)
+            else:
+                x_BTD, stats = layer(x_BTD, cos, sin, mask, cache)
             if stats is not None:
                 router_stats.append(stats)
         if cache is not None:

@@ -36,6 +36,8 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU; or "fp32", "bf16"
     compile: bool = False
+    activation_checkpointing: bool = False  # recompute each block in backward: less memory, more compute
+    expert_parallel: int = 1  # processes sharing out each MoE layer's experts (consecutive ranks; FSDP2 over the rest)
     device: str = "auto"
     log_every: int = 1
     eval_every: int = 50
@@ -102,6 +104,8 @@ def check_train_fields(t: TrainConfig, table: str) -> None:
     for name in ("micro_batch_size", "grad_accum", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
         if getattr(t, name) <= 0:
             raise LingcoderError(f"{table}.{name} must be > 0")
+    if t.expert_parallel < 1:
+        raise LingcoderError(f"{table}.expert_parallel must be >= 1, got {t.expert_parallel}")
     if t.precision not in ("auto", "fp32", "bf16"):
         raise LingcoderError(f"{table}.precision must be auto, fp32 or bf16, got {t.precision!r}")
 

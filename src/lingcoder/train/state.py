@@ -1,6 +1,7 @@
 """Training checkpoints: the model in the HF layout plus `train_state.pt` (optimiser, counters, data
 sampler and RNG states), so that any checkpoint loads in `generate`, `eval` and vLLM as it is,
-and `--resume` continues exactly.
+and `--resume` continues exactly. Under expert parallelism the experts are gathered into whole tensors
+before saving and sliced again on loading, so the files are the same whatever the parallelism.
 
 A checkpoint is written into `step-N.tmp/` and renamed to `step-N/` only when complete, so a kill
 at any moment leaves the previous complete checkpoint intact; leftover `.tmp` folders are ignored
@@ -27,6 +28,7 @@ from torch.distributed.checkpoint.state_dict import (
 from lingcoder.errors import LingcoderError
 from lingcoder.model import BailingMoeConfig
 from lingcoder.model.checkpoint import load_checkpoint, save_state_dict
+from lingcoder.model.expert_parallel import gather_experts, slice_experts
 from lingcoder.runfiles import TRAIN_STATE, checkpoint_name, complete_checkpoints
 from lingcoder.train.distributed import DistEnv, barrier
 
@@ -36,8 +38,9 @@ FULL_ON_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)
 def save_training_checkpoint(root: Path, step: int, model, optimizer, config: BailingMoeConfig, state: dict,
                              tokenizer_dir: Path, env: DistEnv, keep: int) -> Path:
     """Gather the full model and optimiser state (a collective: every rank calls this); rank 0 writes."""
-    model_state = get_model_state_dict(model, options=FULL_ON_CPU)
+    model_state = gather_experts(get_model_state_dict(model, options=FULL_ON_CPU), model, env.device)
     optim_state = get_optimizer_state_dict(model, optimizer, options=FULL_ON_CPU)
+    optim_state["state"] = gather_experts(optim_state.get("state", {}), model, env.device, optimizer)
     final = root / checkpoint_name(step)
     if env.is_main:
         tmp = root / f"{checkpoint_name(step)}.tmp"
@@ -60,10 +63,12 @@ def load_training_checkpoint(path: Path, model, optimizer) -> dict:
     """Fill `model` (plain or FSDP2-sharded) and `optimizer` from a checkpoint; return its train state."""
     if not (path / TRAIN_STATE).is_file():
         raise LingcoderError(f"{path}: no {TRAIN_STATE} (not a training checkpoint)")
-    full = load_checkpoint(path, dtype=torch.float32, device="cpu").state_dict()
+    full = slice_experts(load_checkpoint(path, dtype=torch.float32, device="cpu").state_dict(), model)
     set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True))
     state = torch.load(path / TRAIN_STATE, map_location="cpu", weights_only=False)
-    set_optimizer_state_dict(model, optimizer, state.pop("optimizer"), options=StateDictOptions(full_state_dict=True))
+    optim_state = state.pop("optimizer")
+    optim_state["state"] = slice_experts(optim_state["state"], model)
+    set_optimizer_state_dict(model, optimizer, optim_state, options=StateDictOptions(full_state_dict=True))
     rng = state.pop("rng")
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])

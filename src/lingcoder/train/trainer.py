@@ -19,7 +19,7 @@ from lingcoder.errors import LingcoderError
 from lingcoder.model import BailingMoeConfig, BailingMoeForCausalLM, count_parameters
 from lingcoder.runfiles import complete_checkpoints
 from lingcoder.train.config import TrainConfig
-from lingcoder.train.distributed import DistEnv, all_reduce, shard_model
+from lingcoder.train.distributed import DistEnv, all_reduce, clip_grad_norm, parallelize
 from lingcoder.train.metrics import MetricsSink
 from lingcoder.train.state import (
     load_training_checkpoint,
@@ -65,8 +65,8 @@ def start_training(t: TrainConfig, model: BailingMoeForCausalLM, env: DistEnv, r
                    console: Console) -> TrainingRun:
     """Shard the model, build AdamW, and either resume from the last complete checkpoint under `t.out` or
     refuse to overwrite one."""
-    if env.world_size > 1:
-        shard_model(model)
+    model.model.activation_checkpointing = t.activation_checkpointing
+    parallelize(model, env, t.expert_parallel)
     optimizer = make_optimizer(model, t)
     root = Path(t.out) / "checkpoints"
     if env.is_main:
@@ -111,14 +111,14 @@ def train_step(run: TrainingRun, micro_batches: Iterable, loss_fn: Callable) -> 
                     totals[key] = totals.get(key, 0.0) + getattr(out, key).item() / t.grad_accum
                 counts = out.tokens_per_expert if counts is None else counts + out.tokens_per_expert
                 entropy = out.router_entropy if entropy is None else entropy + out.router_entropy
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip)
+        grad_norm = clip_grad_norm(list(model.parameters()), t.clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     except torch.OutOfMemoryError:
         raise LingcoderError(f"out of memory at micro_batch_size={t.micro_batch_size}: lower micro_batch_size and "
                              "raise grad_accum") from None
     metrics = {k: float(all_reduce(torch.tensor(v))) for k, v in totals.items()}
-    metrics["grad_norm"] = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+    metrics["grad_norm"] = float(grad_norm)
     if counts is not None:
         counts = all_reduce(counts.float(), op="sum")
         if model.config.moe_router_bias_update_rate > 0:
