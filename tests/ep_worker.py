@@ -38,7 +38,8 @@ def config() -> BailingMoeConfig:
         head_dim=8, num_experts=8, num_experts_per_tok=2, num_shared_experts=1, moe_intermediate_size=16,
         intermediate_size=48, max_position_embeddings=64, norm_head=True,
     )
-    return dataclasses.replace(base, moe_router_bias_update_rate=1e-3, router_z_loss_coef=1e-3)
+    return dataclasses.replace(base, score_function="sigmoid", moe_router_enable_expert_bias=True,
+                               moe_router_bias_update_rate=1e-3, router_z_loss_coef=1e-3)
 
 
 def full(t: torch.Tensor) -> torch.Tensor:

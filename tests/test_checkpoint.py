@@ -64,7 +64,8 @@ def test_load_in_a_chosen_dtype(micro_model, tmp_path):
 
 
 def test_dense_and_aux_free_variants_round_trip(tmp_path):
-    variants = {"dense": micro_config().dense(), "bias": micro_config(moe_router_bias_update_rate=0.1)}
+    variants = {"dense": micro_config().dense(), "bias": micro_config(
+        score_function="sigmoid", moe_router_enable_expert_bias=True, moe_router_bias_update_rate=0.1)}
     for name, config in variants.items():
         model = BailingMoeForCausalLM(config).eval()
         if name == "bias":
@@ -148,3 +149,34 @@ def test_loads_a_real_style_config_json_with_extra_hf_keys(micro_model, tmp_path
     assert loaded.config.head_dim == 8 and loaded.config.extra["max_window_layers"] == 28
     loaded.save_pretrained(tmp_path / "again")
     assert json.loads((tmp_path / "again" / "config.json").read_text())["auto_map"] == config["auto_map"]
+
+
+def test_checkpoints_carry_their_transformers_config_class(micro_model, tmp_path):
+    """`auto_map` names configuration_bailing_moe.py, written beside config.json, whose fields cover ours."""
+    import ast
+
+    from lingcoder.model.config import BailingMoeConfig
+
+    path = saved(micro_model, tmp_path / "ckpt")
+    config = json.loads((path / "config.json").read_text())
+    assert config["auto_map"] == {"AutoConfig": "configuration_bailing_moe.BailingMoeConfig"}
+    tree = ast.parse((path / "configuration_bailing_moe.py").read_text())
+    [init] = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
+    accepted = {a.arg for a in init.args.args}
+    ours_only = {"extra", "torch_dtype", "router_aux_loss_coef", "router_z_loss_coef", "moe_router_bias_update_rate"}
+    assert {f for f in BailingMoeConfig.__dataclass_fields__} - ours_only <= accepted
+    assert not any(isinstance(n, ast.ImportFrom) and n.module.startswith("lingcoder") for n in ast.walk(tree)
+                   if isinstance(n, ast.ImportFrom))
+
+
+def test_an_expert_bias_needs_sigmoid_scores_as_vllm_does(tmp_path):
+    with pytest.raises(LingcoderError, match="expert bias .* needs score_function = 'sigmoid'; vLLM"):
+        micro_config(moe_router_enable_expert_bias=True)
+    with pytest.raises(LingcoderError, match="set moe_router_enable_expert_bias = true"):
+        micro_config(score_function="sigmoid", moe_router_bias_update_rate=0.1)
+    with pytest.raises(LingcoderError, match="score_function 'tanh'"):
+        micro_config(score_function="tanh")
+    with pytest.raises(LingcoderError, match="n_group=3"):
+        micro_config(n_group=3, topk_group=1)
+    sigmoid = micro_config(score_function="sigmoid", moe_router_enable_expert_bias=True)
+    assert (sigmoid.n_group, sigmoid.topk_group) == (1, 1)  # the form vLLM's CPU router runs

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -57,6 +62,44 @@ def test_ray_executor_gives_the_same_output_as_local(tmp_path):
     for key in ("documents_in", "kept", "dropped", "by_step", "unaccounted"):
         assert local[key] == on_ray[key]
     assert local["unaccounted"] == 0 and local["repo_samples"] == 2
+
+
+def slurm_partition() -> str | None:
+    """The default partition of a reachable Slurm cluster (CI's .ci/start-slurm starts one), or None."""
+    if shutil.which("sinfo") is None:
+        return None
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%P %T"], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return None
+    up = [line.split() for line in done.stdout.splitlines() if line.split()[1:] and line.split()[1] in
+          ("idle", "mixed", "allocated")] if done.returncode == 0 else []
+    return up[0][0].rstrip("*") if up else None
+
+
+@pytest.mark.skipif(slurm_partition() is None, reason="no Slurm cluster with an idle node (.ci/start-slurm starts one)")
+def test_slurm_executor_gives_the_same_output_as_local(tmp_path):
+    """datatrove's Slurm executor through `curate(executor="slurm")`: sbatch jobs, one per stage, each
+    depending on the one before; the output equals the local executor's."""
+    source = make_corpus(tmp_path)
+    local = curate([source], str(tmp_path / "local"), workers=2, quiet=True)
+    overrides = [f'executor.slurm_partition="{slurm_partition()}"', 'executor.slurm_time="00:30:00"',
+                 "executor.slurm_mem_per_cpu_gb=1", f'executor.slurm_venv_path="{Path(sys.prefix) / "bin/activate"}"']
+    assert curate([source], str(tmp_path / "slurm"), workers=2, executor="slurm", overrides=overrides,
+                  quiet=True) is None  # submitted
+    stats_file, deadline = tmp_path / "slurm" / "stats.json", time.monotonic() + 900
+    while not stats_file.exists():
+        names = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout.split()
+        queued = "\n".join(n for n in names if n.startswith("curate_"))
+        logs = sorted((tmp_path / "slurm" / "_work" / "logs").rglob("*.out"))
+        assert queued.strip() or stats_file.exists(), "the Slurm jobs ended without stats.json: " + "".join(
+            p.read_text()[-2000:] for p in logs[-2:])
+        assert time.monotonic() < deadline, f"Slurm jobs still queued after 15 minutes:\n{queued}"
+        time.sleep(2)
+    on_slurm = json.loads(stats_file.read_text())
+    assert snapshot(tmp_path / "local") == snapshot(tmp_path / "slurm")
+    for key in ("documents_in", "kept", "dropped", "by_step", "unaccounted"):
+        assert local[key] == on_slurm[key]
 
 
 def test_slurm_executors_are_built_with_the_right_arguments(tmp_path):

@@ -8,9 +8,7 @@ import gzip
 import json
 import subprocess
 import sys
-import threading
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from rich.console import Console
@@ -23,6 +21,7 @@ from lingcoder.evaluate.languages import get_language, toolchain
 from lingcoder.evaluate.runner import benchmark_files, evaluate_samples
 from lingcoder.evaluate.suites.cruxeval import clean_prediction
 from lingcoder.evaluate.suites.livecodebench import decode_tests
+from tests.openai_stub import chat_choices, openai_stub
 from tests.suite_fixtures import (
     BCB_ROWS,
     BCB_WRONG,
@@ -319,36 +318,22 @@ def test_combined_summary_is_a_benchmark_by_language_table(tmp_path):
     assert "humanevalfix" in text and "50.00" in text and "javascript" in text
 
 
-class SuitesEndpoint(BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat endpoint that answers CRUXEval and Spider questions (one right, one wrong)."""
-
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        question = body["messages"][-1]["content"]
-        if "[PYTHON]" in question:
-            answer = (
-                "[ANSWER]\nassert f('abc') == 'cba!'\n[/ANSWER]"
-                if "f('abc')" in question
-                else "[ANSWER]\n[0]\n[/ANSWER]"
-            )
-        else:
-            answer = "```sql\nSELECT name FROM singer WHERE age > 20\n```"
-        choices = [{"index": 0, "message": {"role": "assistant", "content": answer}}]
-        payload = json.dumps({"choices": choices}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+def suites_reply(request):
+    """Chat answers to CRUXEval and Spider questions (one right, one wrong)."""
+    question = request.body["messages"][-1]["content"]
+    if "[PYTHON]" in question:
+        answer = (
+            "[ANSWER]\nassert f('abc') == 'cba!'\n[/ANSWER]"
+            if "f('abc')" in question
+            else "[ANSWER]\n[0]\n[/ANSWER]"
+        )
+    else:
+        answer = "```sql\nSELECT name FROM singer WHERE age > 20\n```"
+    return {"choices": chat_choices([answer])}
 
 
 def test_several_benchmarks_in_one_run_and_the_report(tmp_path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SuitesEndpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with openai_stub(suites_reply) as endpoint:
         crux = write_jsonl(tmp_path / "cruxeval.jsonl", CRUX_ROWS)
         spider = write_spider(tmp_path / "spider")
         out = tmp_path / "run" / "eval"
@@ -363,7 +348,7 @@ def test_several_benchmarks_in_one_run_and_the_report(tmp_path):
             "--mode",
             "instruct",
             "--base-url",
-            f"http://127.0.0.1:{server.server_address[1]}/v1",
+            endpoint.url,
             "--k",
             "1",
             "--no-progress",
@@ -377,9 +362,6 @@ def test_several_benchmarks_in_one_run_and_the_report(tmp_path):
             f"spider={spider}",
         ]
         result = subprocess.run([sys.executable, "-m", "lingcoder", *map(str, args)], capture_output=True, text=True)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.returncode == 0, result.stderr[-3000:]
     combined = json.loads((out / "summary.json").read_text())
     assert combined["benchmarks"] == ["cruxeval-o", "spider"]

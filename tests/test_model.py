@@ -5,6 +5,7 @@ import torch
 
 from lingcoder.errors import LingcoderError
 from lingcoder.model import BailingMoeConfig, BailingMoeForCausalLM, KVCache, count_parameters
+from lingcoder.model.attention import single_query_attention
 from lingcoder.model.transformer import NORM_HEAD_EPS
 
 from .conftest import micro_config
@@ -124,6 +125,31 @@ def test_loss_adds_the_weighted_router_losses(micro_model):
     masked = micro_model(ids, labels=labels).lm_loss
     logits = out.logits[:, 4:-1].reshape(-1, cfg.vocab_size)
     torch.testing.assert_close(masked, torch.nn.functional.cross_entropy(logits, ids[:, 5:].reshape(-1)))
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_single_query_attention_equals_sdpa(dtype, tolerance):
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 6, 1, 8, dtype=dtype), torch.randn(3, 2, 10, 8, dtype=dtype), torch.randn(3, 2, 10, 8,
+                                                                                                       dtype=dtype)
+    mask = torch.rand(3, 1, 1, 10) > 0.3
+    mask[..., -1] = True
+    for m in (mask, None):
+        expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m, enable_gqa=True)
+        torch.testing.assert_close(single_query_attention(q, k, v, m), expected, atol=tolerance, rtol=tolerance)
+
+
+def test_decoding_without_gradients_matches_full_forward(micro_model):
+    ids = torch.randint(0, 97, (2, 12))
+    mask = torch.ones(2, 16, dtype=torch.bool)
+    mask[0, :3] = False  # row 0 is left-padded
+    with torch.inference_mode():
+        full = micro_model(ids[:, :12], attention_mask=mask[:, :12]).logits
+        cache = KVCache(micro_model.config, 2, 16, "cpu", torch.float32)
+        steps = [micro_model(ids[:, :5], attention_mask=mask, cache=cache).logits]
+        for t in range(5, 12):
+            steps.append(micro_model(ids[:, t : t + 1], attention_mask=mask, cache=cache).logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1)[:, 3:], full[:, 3:], atol=1e-5, rtol=1e-5)
 
 
 def test_init_weights_by_module_type_is_seeded_and_keeps_tied_weights_tied():

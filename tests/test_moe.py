@@ -1,5 +1,7 @@
 """The MoE block: grouped dispatch against a per-expert loop oracle, balancing losses, router bias."""
 
+import math
+
 import torch
 
 from lingcoder.model.moe import MLP, FeedForwardOutput, MoE, Routing, router_stats
@@ -98,9 +100,8 @@ def test_balancing_loss_gradient_spreads_a_collapsed_router():
 
 
 def test_aux_loss_free_bias_moves_load_toward_balance():
-    moe = make_moe(moe_router_bias_update_rate=0.05)
+    moe = make_moe(score_function="sigmoid", moe_router_enable_expert_bias=True, moe_router_bias_update_rate=0.01)
     with torch.no_grad():
-        moe.gate.weight.zero_()
         moe.gate.weight[0, 0] = 3.0
         moe.gate.weight[1, 0] = 2.0
     x = torch.randn(256, 32)
@@ -174,3 +175,51 @@ def test_router_names_its_decision():
     torch.testing.assert_close(routing.weights_TK.sum(-1), torch.ones(5))  # norm_topk_prob
     torch.testing.assert_close(routing.weights_TK, routing.probs_TE.gather(-1, routing.expert_idx_TK)
                                / routing.probs_TE.gather(-1, routing.expert_idx_TK).sum(-1, keepdim=True))
+
+
+def routed(moe, x_TD):
+    routing = moe.gate(x_TD)
+    idx_TK, w_TK = routing.expert_idx_TK, routing.weights_TK
+    order = idx_TK.argsort(dim=-1)
+    return idx_TK.gather(-1, order).tolist(), w_TK.gather(-1, order)
+
+
+def test_sigmoid_router_with_expert_bias_matches_a_hand_computation():
+    """DeepSeek-V3 / Ling 2.0 routing: the bias picks the experts, the unbiased sigmoid scores weigh them."""
+    moe = make_moe(num_experts=4, num_experts_per_tok=2, score_function="sigmoid",
+                   moe_router_enable_expert_bias=True, routed_scaling_factor=2.5)
+    with torch.no_grad():
+        moe.gate.weight.zero_()
+        moe.gate.weight[:, 0] = torch.tensor([2.0, 1.0, 0.0, -1.0])  # logits = x[0] * these
+        moe.gate.expert_bias.copy_(torch.tensor([0.0, 0.0, 0.9, 0.0]))
+    x = torch.zeros(1, 32)
+    x[0, 0] = 1.0
+    # sigmoid scores: 0.8808, 0.7311, 0.5, 0.2689; biased: 0.8808, 0.7311, 1.4, 0.2689 -> experts 0 and 2.
+    s0, s2 = 1 / (1 + math.exp(-2.0)), 0.5
+    experts, weights = routed(moe, x)
+    assert experts == [[0, 2]]
+    torch.testing.assert_close(weights, torch.tensor([[s0, s2]]) / (s0 + s2) * 2.5)
+
+
+def test_expert_groups_limit_the_choice_to_the_best_groups():
+    """Two groups of two; one group kept. Without a bias a group scores by its best expert, with one by its
+    best two: the group holding the single best expert loses to a group of two good ones."""
+    logits = torch.tensor([3.0, -3.0, 1.0, 1.0])
+    for bias, want in ((False, [[0, 1]]), (True, [[2, 3]])):
+        moe = make_moe(num_experts=4, num_experts_per_tok=2, score_function="sigmoid", n_group=2, topk_group=1,
+                       moe_router_enable_expert_bias=bias)
+        with torch.no_grad():
+            moe.gate.weight.zero_()
+            moe.gate.weight[:, 0] = logits
+        x = torch.zeros(1, 32)
+        x[0, 0] = 1.0
+        experts, weights = routed(moe, x)
+        assert experts == want, bias
+        scores = logits.sigmoid()[want[0]]
+        torch.testing.assert_close(weights, (scores / scores.sum())[None])
+
+
+def test_softmax_router_is_unchanged_by_a_single_group():
+    x = torch.randn(9, 32)
+    plain, grouped = make_moe(), make_moe(n_group=1, topk_group=1)
+    assert torch.equal(plain.gate(x).weights_TK, grouped.gate(x).weights_TK)

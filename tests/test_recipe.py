@@ -1,7 +1,6 @@
 """`lingcoder recipe`: every stage into one run directory, skipped when complete, resumed when cut short."""
 
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from lingcoder.errors import LingcoderError
-from lingcoder.experiment import ExperimentConfig, completion_loss, experiment
+from lingcoder.experiment import completion_loss
 from lingcoder.recipe import recipe
 
 from .conftest import MICRO_MODEL_TABLE
@@ -182,35 +181,6 @@ def test_bad_input_is_one_clear_error(config, tmp_path):
     assert result.returncode == 2 and "config file not found" in result.stderr
 
 
-def test_experiment_compares_moe_with_dense_and_curated_with_raw(finished_run, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(finished_run, run)
-    results = experiment(ExperimentConfig(run, seeds=2, eval_tasks=1, workers=1))
-    moe_dense = results["moe_vs_dense"]
-    assert [(r["model"], r["seed"]) for r in moe_dense["runs"]] == [("moe", 0), ("dense", 0), ("moe", 1), ("dense", 1)]
-    moe, dense = moe_dense["runs"][:2]
-    assert dense["total_params"] < moe["total_params"]
-    assert abs(dense["activated_params"] - moe["activated_params"]) / moe["activated_params"] < 0.02
-    assert all(math.isfinite(r["val_loss"]) and r["val_curve"] for r in moe_dense["runs"])
-    assert moe_dense["runs"][0]["val_loss"] != moe_dense["runs"][2]["val_loss"]  # seeds differ
-    raw_vs = results["curated_vs_raw"]
-    assert [r["data"] for r in raw_vs["runs"]] == ["curated", "raw", "curated", "raw"]
-    for r in raw_vs["runs"]:
-        assert math.isfinite(r["heldout_loss"]) and math.isfinite(r["humaneval_canonical_loss"])
-        assert 0.0 <= r["pass_at_1"] <= 1.0
-    raw_index = json.loads((run / "experiment" / "curated_vs_raw" / "raw-tokens" / "index.json").read_text())
-    curated_index = json.loads((run / "tokens" / "index.json").read_text())
-    assert raw_index["val_fraction"] == curated_index["val_fraction"] and raw_index["seed"] == curated_index["seed"]
-    assert json.loads((run / "experiment" / "results.json").read_text()) == results
-    assert "MoE vs a dense model" in (run / "report.html").read_text()
-
-    done = sorted((run / "experiment").glob("*/*/result.json"))
-    stamps = [p.stat().st_mtime_ns for p in done]
-    again = experiment(ExperimentConfig(run, seeds=2, eval_tasks=1, workers=1, parts=["moe_vs_dense"]))
-    assert again == results  # nothing retrained
-    assert [p.stat().st_mtime_ns for p in done] == stamps
-
-
 def test_completion_loss_counts_only_the_completion_tokens(micro_model):
     from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -222,11 +192,6 @@ def test_completion_loss_counts_only_the_completion_tokens(micro_model):
     logits = micro_model(torch.tensor([ids[:-1]])).logits[0]
     expected = torch.nn.functional.cross_entropy(logits[len(prompt):], torch.tensor(ids[len(prompt) + 1:]))
     assert completion_loss(micro_model, tokenizer, [(prompt, completion)]) == pytest.approx(expected.item(), rel=1e-5)
-
-
-def test_experiment_needs_a_recipe_run(tmp_path):
-    with pytest.raises(LingcoderError, match="not a recipe run directory"):
-        experiment(ExperimentConfig(tmp_path))
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "ling-coder-lite"])
@@ -271,3 +236,12 @@ def test_the_post_trained_model_is_served_and_scores_the_same_through_the_server
             for name in ("direct", "served")]
     assert [(r["task_id"], r["digest"], r["verdict"]) for r in rows[0]] == \
         [(r["task_id"], r["digest"], r["verdict"]) for r in rows[1]]
+
+
+def test_eval_and_synth_stages_choose_vllm_by_config_key(tmp_path):
+    tiny = Path(__file__).parent.parent / "configs" / "tiny.toml"
+    record = recipe(tiny, overrides=["eval.backend=vllm", "synth.candidates_engine=vllm"], out=tmp_path / "run",
+                    check=True)
+    assert record["config"]["eval"]["backend"] == "vllm" and record["config"]["synth"]["candidates_engine"] == "vllm"
+    with pytest.raises(LingcoderError, match="eval.backend .tgi.: unknown for the recipe"):
+        recipe(tiny, overrides=["eval.backend=tgi"], out=tmp_path / "run", check=True)

@@ -9,6 +9,7 @@ import base64
 import gzip
 import io
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -23,6 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from scipy import stats as scipy_stats
 
 from lingcoder import expert_usage as expert_usage_module
 from lingcoder.cli import main
@@ -107,21 +109,29 @@ tokens = 1024
 mixture = {mixture}
 schedule = {{ kind = "inverse_sqrt", lr_start = 1.5e-3, lr_end = 1.5e-5 }}
 """
+def study_entry(study: str, metrics: list[str], baseline: str, runs: list[dict], kind: str = "train") -> dict:
+    arms = list(dict.fromkeys(r["arm"] for r in runs))
+    return {"study": study, "description": study, "kind": kind, "tokens": 4096, "steps": 16, "seeds": [0, 1],
+            "metrics": metrics, "baseline": baseline, "arms": [{"name": a, "set": [], "data": "recipe"} for a in arms],
+            "runs": runs}
+
+
+LOAD = [[0.2, 0.1, 0.05, 0.15, 0.1, 0.1, 0.2, 0.1], [0.125] * 8]
 EXPERIMENT = {
-    "moe_vs_dense": {"tokens": 4096, "steps": 16, "seeds": [0, 1], "runs": [
-        {"model": "moe", "seed": 0, "total_params": 67232, "activated_params": 48800, "val_loss": 4.0,
-         "val_curve": [[0, 6.2], [8, 5.0], [16, 4.0]]},
-        {"model": "moe", "seed": 1, "total_params": 67232, "activated_params": 48800, "val_loss": 4.2,
-         "val_curve": [[0, 6.3], [8, 5.1], [16, 4.2]]},
-        {"model": "dense", "seed": 0, "total_params": 48800, "activated_params": 48800, "val_loss": 4.5,
-         "val_curve": [[0, 6.2], [8, 5.4], [16, 4.5]]},
-        {"model": "dense", "seed": 1, "total_params": 48800, "activated_params": 48800, "val_loss": 4.6,
-         "val_curve": [[0, 6.2], [8, 5.5], [16, 4.6]]}]},
-    "curated_vs_raw": {"tokens": 4096, "steps": 16, "seeds": [0], "runs": [
-        {"data": "curated", "seed": 0, "heldout_loss": 4.25, "humaneval_canonical_loss": 3.5, "pass_at_1": 0.0,
-         "val_curve": [[0, 6.0], [16, 4.3]]},
-        {"data": "raw", "seed": 0, "heldout_loss": 4.5, "humaneval_canonical_loss": 3.75, "pass_at_1": 0.0,
-         "val_curve": [[0, 6.0], [16, 4.6]]}]},
+    "moe-vs-dense": study_entry("moe-vs-dense", ["val_loss"], "dense", [
+        {"arm": "moe", "seed": 0, "total_params": 67232, "activated_params": 48800, "val_loss": 4.0,
+         "val_curve": [[0, 6.2], [2048, 5.0], [4096, 4.0]], "expert_load": LOAD, "router_entropy": [1.5, 1.9]},
+        {"arm": "dense", "seed": 0, "total_params": 48800, "activated_params": 48800, "val_loss": 4.5,
+         "val_curve": [[0, 6.2], [2048, 5.4], [4096, 4.5]], "expert_load": None, "router_entropy": None},
+        {"arm": "moe", "seed": 1, "total_params": 67232, "activated_params": 48800, "val_loss": 4.2,
+         "val_curve": [[0, 6.3], [2048, 5.1], [4096, 4.2]], "expert_load": LOAD, "router_entropy": [1.6, 1.8]},
+        {"arm": "dense", "seed": 1, "total_params": 48800, "activated_params": 48800, "val_loss": 4.6,
+         "val_curve": [[0, 6.2], [2048, 5.5], [4096, 4.6]], "expert_load": None, "router_entropy": None}]),
+    "curated-vs-raw": study_entry("curated-vs-raw", ["heldout_loss", "humaneval_canonical_loss", "pass_at_1"], "raw", [
+        {"arm": "curated", "seed": 0, "heldout_loss": 4.25, "humaneval_canonical_loss": 3.5, "pass_at_1": 0.0,
+         "val_curve": [[0, 6.0], [4096, 4.3]]},
+        {"arm": "raw", "seed": 0, "heldout_loss": 4.5, "humaneval_canonical_loss": 3.75, "pass_at_1": 0.0,
+         "val_curve": [[0, 6.0], [4096, 4.6]]}]),
 }
 SECTIONS = ["curation", "training", "expert-load", "expert-usage", "evaluation", "model-card", "experiment"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -246,7 +256,7 @@ def test_every_section_ran_and_every_figure_is_an_inline_png(report):
     assert parsed.sections == dict.fromkeys(SECTIONS, "true")
     expected = {"curation-funnel", "curation-by-language", "drops-by-language-and-reason", "quality-scores",
                 "training-pretrain", "expert-load-pretrain", "expert-usage-by-language", "pass-at-k",
-                "tasks-eval-python", "experiment-moe_vs_dense", "experiment-curated_vs_raw"}
+                "tasks-eval-python", "study-moe-vs-dense", "study-moe-vs-dense-expert-load", "study-curated-vs-raw"}
     assert set(parsed.figures) == expected
     assert int(parsed.body["data-figures-declared"]) == len(expected)
     for name, figure in parsed.figures.items():
@@ -270,8 +280,15 @@ def test_the_page_reports_the_runs_own_numbers(run_dir, report):
     assert ">started<" in text  # an unfinished stage
     assert "(threshold 90, recipe.json)" in text
     moe = statistics.mean([4.0, 4.2]), statistics.stdev([4.0, 4.2])
-    assert f"{moe[0]:.4f} ± {moe[1]:.4f}" in text
+    half = scipy_stats.t.ppf(0.975, 1) * moe[1] / math.sqrt(2)
+    assert f"{moe[0]:.4f} ± {moe[1]:.4f} [{moe[0] - half:.4f}, {moe[0] + half:.4f}]" in text
     assert "4.2500 (1 seed)" in text
+    # The paired difference (moe minus dense: -0.5 and -0.4) and what the model card concludes from it: with two
+    # seeds its interval still spans 0, so the card claims nothing either way.
+    spread = scipy_stats.t.ppf(0.975, 1) * statistics.stdev([-0.5, -0.4]) / math.sqrt(2)
+    assert f"-0.4500 [{-0.45 - spread:+.4f}, {-0.45 + spread:+.4f}] (2/2)" in text
+    card = text[text.index('id="model-card"'):text.index('id="experiment"')]
+    assert "moe vs dense" in card and "not supported either way" in card and "4,096 tokens per run" in card
 
 
 def test_pretraining_records_each_experts_share_of_each_moe_layer(run_dir):
@@ -414,8 +431,8 @@ MALFORMED = [
      "`expert_load` changes shape"),
     ("pretrain/metrics.jsonl", '{"kind": "train", "step": [1]}\n', "pretrain/metrics.jsonl: not a metrics file"),
     ("eval/summary.json", '{"benchmark": "humaneval"}', "eval/summary.json: missing k, pass_at_k, per_language"),
-    ("experiment/results.json", '{"moe_vs_dense": {"tokens": 1, "steps": 1, "seeds": [0], "runs": [{"model": "moe"}]}}',
-     "experiment/results.json [moe_vs_dense.runs[0]]: missing seed"),
+    ("experiment/results.json", json.dumps({"s": {**study_entry("s", ["val_loss"], "", []), "runs": [{"arm": "a"}]}}),
+     "experiment/results.json [s].runs[0]: missing seed, val_curve, val_loss"),
     ("recipe.json", "[1, 2]", "recipe.json: expected a JSON object"),
 ]
 
@@ -453,7 +470,8 @@ def test_cli_writes_the_report_and_reports_bad_input_in_one_line(run_dir, tmp_pa
     code, err = lingcoder(monkeypatch, capsys, "report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html"))
     assert code == 0, err
     assert f"report -> {tmp_path / 'r.html'}" in err
-    assert set(page(tmp_path / "r.html").figures) == {"experiment-moe_vs_dense", "experiment-curated_vs_raw"}
+    assert set(page(tmp_path / "r.html").figures) == {"study-moe-vs-dense", "study-moe-vs-dense-expert-load",
+                                                      "study-curated-vs-raw"}
     write(tmp_path / "bad" / "eval" / "summary.json", "[]")
     code, err = lingcoder(monkeypatch, capsys, "report", str(tmp_path / "bad"))
     assert code == 2 and "summary.json: expected a JSON object" in err

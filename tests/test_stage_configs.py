@@ -68,9 +68,9 @@ COMMANDS = {
         {"run_dir": "r", "max_documents": 8, "max_tokens": 64},
     ),
     "experiment": (
-        ["experiment", "r", "--seeds", "2", "--part", "moe_vs_dense", "--scale", "0.5"],
+        ["experiment", "r", "--study", "routing", "--quick", "--seeds", "2", "--tokens", "4096"],
         "lingcoder.experiment", "experiment", ExperimentConfig, "experiment",
-        {"run_dir": "r", "seeds": 2, "parts": ["moe_vs_dense"], "scale": 0.5},
+        {"run_dir": "r", "study": "routing", "quick": True, "seeds": 2, "tokens": 4096},
     ),
 }
 

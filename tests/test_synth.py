@@ -1,14 +1,11 @@
 """`lingcoder synth`: mining, self-contained extraction, sandbox verification, preference pairs, dedup,
 decontamination, the funnel, the Ling formats, teacher parsing and the teacher protocol over real HTTP."""
 
-import contextlib
 import gzip
 import json
 import subprocess
 import sys
 import sysconfig
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,6 +19,7 @@ from lingcoder.evaluate.prompts import extract_code
 from lingcoder.synth.mutations import mutants
 from lingcoder.synth.parsing import ParseError, parse_knowledge_point, parse_problem_reply, parse_question
 from lingcoder.synth.pipeline import SynthConfig, synth
+from tests.openai_stub import StubError, chat_choices, openai_stub, text_choices
 
 STATS_MODULE = '''\
 """Small statistics helpers."""
@@ -428,61 +426,38 @@ QUESTIONS = ["Write a function `double(x)` that returns twice x.", "hi",
              "Write a function `boom(x)`: the endpoint refuses this request."]
 
 
-class ScriptedTeacher(BaseHTTPRequestHandler):
-    """An OpenAI-compatible endpoint with scripted replies: good, malformed and wrong answers."""
-
-    requests: list = []
-
-    def do_POST(self):  # noqa: N802 - the http.server API
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append((self.path, body))
-        if "refuses" in json.dumps(body):
-            self.send_error(400, "prompt too long")
-            return
-        if self.path.endswith("/completions") and "prompt" in body:
-            texts = [QUESTIONS[i % len(QUESTIONS)] for i in range(body["n"])]
-            choices = [{"index": i, "text": t} for i, t in enumerate(texts)]
-        else:
-            content = body["messages"][-1]["content"]
-            if "Knowledge point" in content:
-                text = "Knowledge point: doubling numbers"
-            elif "exercises this knowledge point" in content:
-                text = GOOD_REPLY.replace("double", "twice")
-            elif content.startswith(QUESTIONS[0]):
-                text = GOOD_REPLY.split("### Solution")[1].join(["### Solution", ""])
-            elif content.startswith("Write a Python function `def clamp"):  # an answer copied from HumanEval
-                text = f"```python\n{humaneval_zero()}\n```"
-            elif content.startswith(QUESTIONS[2]):  # a wrong solution: verification drops it
-                text = "### Solution\n```python\ndef half(x):\n    return x // 3\n```\n### Tests\n" \
-                       "```python\nassert half(3) == 1.5\n```"
-            else:
-                text = "no idea"
-            choices = [{"index": i, "message": {"role": "assistant", "content": text}} for i in range(body["n"])]
-        payload = json.dumps({"choices": choices}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+def teacher_reply(request):
+    """Scripted teacher replies: good, malformed and wrong answers, and one refused request."""
+    body = request.body
+    if "refuses" in json.dumps(body):
+        raise StubError(400, "prompt too long")
+    if request.path.endswith("/completions") and "prompt" in body:
+        return {"choices": text_choices([QUESTIONS[i % len(QUESTIONS)] for i in range(body["n"])])}
+    content = body["messages"][-1]["content"]
+    if "Knowledge point" in content:
+        text = "Knowledge point: doubling numbers"
+    elif "exercises this knowledge point" in content:
+        text = GOOD_REPLY.replace("double", "twice")
+    elif content.startswith(QUESTIONS[0]):
+        text = GOOD_REPLY.split("### Solution")[1].join(["### Solution", ""])
+    elif content.startswith("Write a Python function `def clamp"):  # an answer copied from HumanEval
+        text = f"```python\n{humaneval_zero()}\n```"
+    elif content.startswith(QUESTIONS[2]):  # a wrong solution: verification drops it
+        text = "### Solution\n```python\ndef half(x):\n    return x // 3\n```\n### Tests\n" \
+               "```python\nassert half(3) == 1.5\n```"
+    else:
+        text = "no idea"
+    return {"choices": chat_choices([text] * body["n"])}
 
 
-@contextlib.contextmanager
-def scripted_teacher():
-    ScriptedTeacher.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedTeacher)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
+def requests_with_a_prompt(teacher):
+    """The bodies of the teacher's completion (magpie) requests."""
+    return [r.body for r in teacher.requests if "prompt" in r.body]
 
 
 def test_teacher_protocol_parsing_verification_and_bookkeeping(small_corpus, tmp_path):
-    with scripted_teacher() as url:
+    with openai_stub(teacher_reply) as teacher:
+        url = teacher.url
         stats = synth(SynthConfig(small_corpus, tmp_path, workers=2, timeout=1.5, teacher_url=url,
                                   teacher_model="scripted", teacher_problems=4, seed=5, candidates_url=url,
                                   candidates_model="scripted", n_candidates=1))
@@ -502,17 +477,18 @@ def test_teacher_protocol_parsing_verification_and_bookkeeping(small_corpus, tmp
     assert stats["dpo"]["no_pair"] == {"benchmark_overlap": 1, "no_failing_answer": 1}
     assert "HumanEval/0" in next(r["detail"] for r in read_jsonl(tmp_path / "dropped.jsonl")
                                  if r["reason"] == "benchmark_overlap")
-    magpie_request = next(b for p, b in ScriptedTeacher.requests if "prompt" in b)
+    magpie_request = requests_with_a_prompt(teacher)[0]
     assert magpie_request["prompt"].endswith("<role>HUMAN</role>") and magpie_request["n"] == 4
     assert magpie_request["stop"] == ["<|endoftext|>", "<role>"] and magpie_request["model"] == "scripted"
 
 
 def test_magpie_uses_the_teachers_own_template_when_given(small_corpus, tmp_path):
-    with scripted_teacher() as url:
-        stats = synth(SynthConfig(small_corpus, tmp_path, workers=2, timeout=1.5, n_candidates=0, teacher_url=url,
-                                  teacher_model="scripted", teacher_modes=["magpie"], teacher_problems=1,
+    with openai_stub(teacher_reply) as teacher:
+        stats = synth(SynthConfig(small_corpus, tmp_path, workers=2, timeout=1.5, n_candidates=0,
+                                  teacher_url=teacher.url, teacher_model="scripted", teacher_modes=["magpie"],
+                                  teacher_problems=1,
                                   magpie_prefix="<|im_start|>user\n", magpie_stop=["<|im_end|>"]))
-    request = next(b for p, b in ScriptedTeacher.requests if "prompt" in b)
+    request = requests_with_a_prompt(teacher)[0]
     assert request["prompt"] == "<|im_start|>user\n" and request["stop"] == ["<|im_end|>"]
     assert stats["samples"]["magpie"]["kept"] == 1 and "evolved" not in stats["samples"]
 

@@ -1,5 +1,6 @@
 """Tokenizer training on Parquet, FIM, token shards and the tokenize pipeline."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -79,6 +80,25 @@ def test_tokenize_discovers_sources_splits_documents_and_is_worker_independent(c
     stream = index.stream("file-high", "train")
     starts = stream.doc_starts
     assert all(stream.window(int(s), 1)[0] == index.eos_token_id for s in starts)  # each document opens with EOS
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install lingcoder[ray])"
+)
+def test_ray_executor_tokenizes_exactly_as_the_local_one(curated, tokenizer_dir, tmp_path):
+    import ray
+
+    local = tokenize(TokenizeConfig(tokenizer_dir, tmp_path / "local", curated=curated, val_fraction=0.1, workers=2))
+    try:
+        on_ray = tokenize(TokenizeConfig(tokenizer_dir, tmp_path / "ray", curated=curated, val_fraction=0.1, workers=2,
+                                         executor="ray"))
+    finally:
+        ray.shutdown()
+    assert on_ray["sources"] == local["sources"]
+    shards = [s for source in local["sources"].values() for split in ("train", "val") for s in source[split]["shards"]]
+    assert shards
+    for shard in shards:
+        assert (tmp_path / "ray" / shard).read_bytes() == (tmp_path / "local" / shard).read_bytes()
 
 
 def test_plain_tokenization_decodes_back_to_the_documents(curated, tokenizer_dir, tmp_path):

@@ -153,6 +153,9 @@ def serve_cmd(
     max_batch_size: Annotated[int | None, typer.Option(help="Rows (choices) decoded together at most.")] = None,
     served_model_name: Annotated[str | None, typer.Option(help="Model name at /v1/models (default: the dir's "
                                                                 "name).")] = None,
+    engine: Annotated[str | None, typer.Option(help="lingcoder (built in, the default) or vllm (vLLM's server on "
+                                                    "the checkpoint; --device, --max-batch-size do not apply).")]
+    = None,
     config: Annotated[str | None, _config_option("serve")] = None,
     set_: Annotated[list[str] | None, _set_option("serve", "port=8001")] = None,
 ) -> None:
@@ -161,7 +164,7 @@ def serve_cmd(
 
     serve(_stage_config(ServeConfig, "serve", config, set_, model_dir=model_dir, host=host, port=port,
                         api_key=api_key, device=device, dtype=dtype, max_batch_size=max_batch_size,
-                        served_model_name=served_model_name))
+                        served_model_name=served_model_name, engine=engine))
 
 
 # -- recipe ------------------------------------------------------------------------------------
@@ -191,22 +194,26 @@ def recipe_cmd(
 def experiment_cmd(
     run_dir: Annotated[str | None, typer.Argument(help="A recipe run directory (its tokenizer and tokens are "
                                                        "reused).")] = None,
-    seeds: Annotated[int | None, typer.Option(help="Training seeds per arm.")] = None,
-    scale: Annotated[float | None, typer.Option(help="Multiply every phase's token budget (e.g. 0.5 for a "
-                                                     "quicker look).")] = None,
-    eval_tasks: Annotated[int | None, typer.Option(help="HumanEval tasks for pass@1 in the curated-vs-raw "
-                                                        "part.")] = None,
-    part: Annotated[list[str] | None, typer.Option(help="Which comparison(s) to run: moe_vs_dense, "
-                                                        "curated_vs_raw (default both).")] = None,
+    study: Annotated[str | None, typer.Option(help="A shipped study (moe-vs-dense, routing, inference-k, "
+                                                   "curated-vs-raw) or a study TOML file.")] = None,
+    quick: Annotated[bool | None, typer.Option("--quick", help="The study's tiny-budget variant (its \\[quick] "
+                                                               "table).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Training seeds per arm (default: the study's).")] = None,
+    tokens: Annotated[int | None, typer.Option(help="Pretraining tokens per run (default: the study's; 0 = the "
+                                                    "recipe's).")] = None,
+    eval_tasks: Annotated[int | None, typer.Option(help="HumanEval tasks for pass@1 (studies that measure "
+                                                        "it).")] = None,
     workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
     config: Annotated[str | None, _config_option("experiment")] = None,
     set_: Annotated[list[str] | None, _set_option("experiment", "seeds=5")] = None,
 ) -> None:
-    """MoE vs dense and curated vs raw data, at small scale, on a recipe run's data; results for the report."""
+    """Run a study (arms x seeds of training runs) on a recipe run's data: per-arm intervals and paired
+    differences into RUN_DIR/experiment/results.json and the report. An interrupted study continues."""
     from lingcoder.experiment import ExperimentConfig, experiment
 
-    experiment(_stage_config(ExperimentConfig, "experiment", config, set_, run_dir=run_dir, seeds=seeds,
-                             scale=scale, eval_tasks=eval_tasks, parts=part, workers=workers), console=Console())
+    experiment(_stage_config(ExperimentConfig, "experiment", config, set_, run_dir=run_dir, study=study,
+                             quick=quick, seeds=seeds, tokens=tokens, eval_tasks=eval_tasks, workers=workers),
+               console=Console())
 
 
 # -- tokenizer, tokenize, pretrain -------------------------------------------------------------
@@ -373,7 +380,8 @@ def eval_command(
     = None,
     until: Annotated[str | None, typer.Option(help="LiveCodeBench: contests on or before this date.")] = None,
     fim_mode: Annotated[str | None, typer.Option(help="HumanEval-infilling prompt order: psm or spm.")] = None,
-    backend: Annotated[str | None, typer.Option(help="Generate samples first: checkpoint, hf, openai.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Generate samples first: checkpoint, hf, openai, "
+                                                                  "vllm (serves the checkpoint).")] = None,
     model: Annotated[str | None, typer.Option(help="Checkpoint dir, HF model, or endpoint model name.")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://h:8000/v1.")] = None,
     device: Annotated[str | None, typer.Option(help="Device for the checkpoint and hf backends.")] = None,
@@ -492,6 +500,8 @@ def synth_command(
     candidates_checkpoint: Annotated[
         str | None, typer.Option(help="Checkpoint directory whose answers make DPO pairs.")
     ] = None,
+    candidates_engine: Annotated[str | None, typer.Option(help="Runs --candidates-checkpoint: lingcoder (default) "
+                                                                "or vllm.")] = None,
     n_candidates: Annotated[int | None, typer.Option(help="Answers (or mutants) tried per problem; 0 = no DPO.")]
     = None,
     candidates_temperature: Annotated[float | None, typer.Option(help="Sampling temperature of the answers.")]
@@ -519,7 +529,7 @@ def synth_command(
         teacher_problems=teacher_problems, teacher_temperature=teacher_temperature,
         teacher_max_tokens=teacher_max_tokens, magpie_prefix=magpie_prefix, magpie_stop=magpie_stop,
         candidates_url=candidates_url, candidates_model=candidates_model, candidates_api_key=candidates_api_key,
-        candidates_checkpoint=candidates_checkpoint, n_candidates=n_candidates,
+        candidates_checkpoint=candidates_checkpoint, candidates_engine=candidates_engine, n_candidates=n_candidates,
         candidates_temperature=candidates_temperature, candidates_max_tokens=candidates_max_tokens, device=device,
         workers=workers, max_problems=max_problems, seed=seed, timeout=timeout, benchmarks=benchmark,
     ))

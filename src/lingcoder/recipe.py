@@ -232,7 +232,10 @@ def _posttrain(stage: str):
 def _eval_config(run: Run):
     from lingcoder.evaluate.runner import EvalConfig
 
-    return stage_config_from_table(EvalConfig, run.data, "eval", out=str(run.dir / "eval"), backend="checkpoint",
+    backend = run.data.get("eval", {}).get("backend", "checkpoint")
+    if backend not in ("checkpoint", "vllm"):  # the recipe evaluates its own model: on our engine or vLLM's
+        raise LingcoderError(f"eval.backend {backend!r}: unknown for the recipe (known: checkpoint, vllm)")
+    return stage_config_from_table(EvalConfig, run.data, "eval", out=str(run.dir / "eval"), backend=backend,
                                    model=run.last_model("eval"), workers=run.workers, progress=False)
 
 

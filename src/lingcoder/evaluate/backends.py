@@ -7,10 +7,14 @@ stop strings applied. Temperature 0 means greedy decoding.
 - `CheckpointBackend`: our own `lingcoder.generation.generate` on a checkpoint directory; chat uses the
   Ling chat template (`<role>HUMAN</role>...<role>ASSISTANT</role>`).
 - `HuggingFaceBackend`: `transformers.AutoModelForCausalLM`, installed on demand
-  (`pip install 'lingcoder[hf]'`); chat uses the tokenizer's chat template.
+  (`pip install 'lingcoder[hf]'`); chat uses the tokenizer's chat template. A local directory is
+  read without asking the hub; a hub id comes from the local cache or is downloaded.
 - `OpenAIBackend`: `/v1/completions` and `/v1/chat/completions` (vLLM, our server, ...), with the
   key from $OPENAI_API_KEY when set. It speaks HTTP with the standard library: two JSON POST calls
-  do not justify a client dependency.
+  do not justify a client dependency. Endpoints cap the stop strings of a request (vLLM and OpenAI at
+  4), so it sends the first four and cuts the text at all of them.
+- `VLLMBackend`: a checkpoint served by vLLM for the run (`lingcoder.vllm_server`), spoken to as above;
+  `close()` stops the server.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from pathlib import Path
 from lingcoder.errors import LingcoderError
 from lingcoder.generation.chat_template import CHAT_STOPS
 from lingcoder.generation.sampling import SamplingParams, cut_at_stop
+
+MAX_STOP_STRINGS = 4  # per request, at vLLM (VLLM_MAX_STOP_STRINGS) and OpenAI
 
 
 class CheckpointBackend:
@@ -70,7 +76,7 @@ class CheckpointBackend:
 
 
 class HuggingFaceBackend:
-    """A `transformers` causal LM (local path or hub id already in the local cache)."""
+    """A `transformers` causal LM: a local model directory, or a hub id (from the local cache or downloaded)."""
 
     def __init__(self, model: str, device: str = "cpu") -> None:
         try:
@@ -78,13 +84,27 @@ class HuggingFaceBackend:
             import transformers
         except ImportError:
             raise LingcoderError("the hf backend needs transformers: pip install 'lingcoder[hf]'") from None
+        local = _is_local_path(model)
+        if local and not Path(model).expanduser().is_dir():
+            raise LingcoderError(f"{model}: model directory not found")
+        source = str(Path(model).expanduser()) if local else model
         self.torch = torch
         self.device = device
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(model)
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(model).to(device).eval()
+        self.model_name = model
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local)
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(source, local_files_only=local)
+        except (OSError, ValueError) as exc:
+            what = "the model directory" if local else "the Hugging Face model"
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LingcoderError(f"{model}: transformers cannot load {what}: {reason}") from None
+        self.model = self.model.to(device).eval()
 
     def complete(self, prompts: list[str], settings: SamplingParams) -> list[list[str]]:
         outputs = []
+        pad_token_id = self.tokenizer.pad_token_id
+        if pad_token_id is None:
+            pad_token_id = self.tokenizer.eos_token_id
         for prompt in prompts:
             inputs = self.tokenizer(prompt, return_tensors="pt").to(self.device)
             sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
@@ -97,7 +117,7 @@ class HuggingFaceBackend:
                     **inputs,
                     max_new_tokens=settings.max_tokens,
                     num_return_sequences=settings.n,
-                    pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                    pad_token_id=pad_token_id,
                     **(sampling if settings.temperature > 0 else {"do_sample": False}),
                 )
             new = tokens[:, inputs["input_ids"].shape[1] :]
@@ -106,6 +126,8 @@ class HuggingFaceBackend:
         return outputs
 
     def chat(self, conversations: list[list[dict]], settings: SamplingParams) -> list[list[str]]:
+        if not self.tokenizer.chat_template:
+            raise LingcoderError(f"{self.model_name}: the tokenizer has no chat template (use --mode base)")
         prompts = [
             self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
             for c in conversations
@@ -117,8 +139,10 @@ class OpenAIBackend:
     """An OpenAI-compatible HTTP endpoint; `base_url` ends in `/v1` (e.g. http://host:8000/v1)."""
 
     def __init__(
-        self, base_url: str, model: str, api_key: str | None = None, parallel: int = 8, timeout: float = 600.0
+        self, base_url: str, model: str, api_key: str | None = None, parallel: int = 8, timeout: float = 600.0,
+        extra_body: dict | None = None,
     ) -> None:
+        self.extra_body = dict(extra_body or {})  # server-specific request fields
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
@@ -144,6 +168,7 @@ class OpenAIBackend:
 
     def _sampling(self, settings: SamplingParams) -> dict:
         body = {
+            **self.extra_body,
             "model": self.model,
             "n": settings.n,
             "temperature": settings.temperature,
@@ -153,7 +178,7 @@ class OpenAIBackend:
         if settings.top_k:
             body["top_k"] = settings.top_k  # vLLM's and our server's extension of the OpenAI API
         if settings.stop:
-            body["stop"] = list(settings.stop)
+            body["stop"] = list(settings.stop)[:MAX_STOP_STRINGS]  # the text is cut at every one of them
         if settings.seed is not None:
             body["seed"] = settings.seed
         return body
@@ -176,6 +201,29 @@ class OpenAIBackend:
             raise LingcoderError(f"{url}: the reply is not JSON") from None
 
 
+class VLLMBackend(OpenAIBackend):
+    """A checkpoint directory served by vLLM while this backend lives; `close()` stops the server."""
+
+    def __init__(self, model_dir: str | Path, **server_options) -> None:
+        from lingcoder.vllm_server import VLLMServer
+
+        self.server = VLLMServer(model_dir, **server_options).start()
+        # Keep special tokens in the text, as lingcoder's own engine does (vLLM drops them by default).
+        super().__init__(self.server.base_url, self.server.model_name, api_key="",
+                         extra_body={"skip_special_tokens": False})
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+def _is_local_path(model: str) -> bool:
+    """Whether `model` names a local directory rather than a hub id (`name` or `owner/name`): it exists,
+    is absolute or relative (`./`, `~`), has more than one `/`, or its first part is a local directory."""
+    if Path(model).expanduser().exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
+        return True
+    return "/" in model and Path(model.split("/")[0]).is_dir()
+
+
 def _choices(reply: dict, n: int) -> list[dict]:
     choices = sorted(reply.get("choices") or [], key=lambda c: c.get("index", 0))
     if len(choices) != n:
@@ -186,7 +234,7 @@ def _choices(reply: dict, n: int) -> list[dict]:
 def make_backend(
     kind: str, model: str, *, base_url: str | None = None, device: str = "cpu", api_key: str | None = None
 ):
-    """Build a backend by name: `checkpoint`, `hf` or `openai`."""
+    """Build a backend by name: `checkpoint`, `hf`, `openai` or `vllm` (call its `close()` when done)."""
     if kind == "checkpoint":
         return CheckpointBackend(model, device=device)
     if kind == "hf":
@@ -195,4 +243,8 @@ def make_backend(
         if not base_url:
             raise LingcoderError("the openai backend needs --base-url (e.g. http://localhost:8000/v1)")
         return OpenAIBackend(base_url, model, api_key=api_key)
-    raise LingcoderError(f"backend {kind!r}: unknown (known: checkpoint, hf, openai)")
+    if kind == "vllm":
+        if not Path(model).is_dir():
+            raise LingcoderError(f"{model}: checkpoint directory not found (the vllm backend serves a checkpoint)")
+        return VLLMBackend(model)
+    raise LingcoderError(f"backend {kind!r}: unknown (known: checkpoint, hf, openai, vllm)")

@@ -88,7 +88,7 @@ class EvalConfig:
     since: date | None = None  # LiveCodeBench: problems from contests on or after this date
     until: date | None = None  # LiveCodeBench: ... and on or before this one
     fim_mode: str = "psm"  # HumanEval-infilling prompt order: psm or spm
-    backend: str | None = None  # generate samples with: checkpoint, hf, openai
+    backend: str | None = None  # generate samples with: checkpoint, hf, openai, vllm (serves the checkpoint)
     model: str | None = None  # checkpoint directory, HF model, or the endpoint's model name
     base_url: str | None = None  # OpenAI-compatible endpoint, e.g. http://h:8000/v1
     device: str = "cpu"  # for the checkpoint and hf backends
@@ -151,32 +151,36 @@ def run_eval(config: EvalConfig) -> dict:
             n=c.n, temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens, stop=tuple(c.stop or ())
         )
         generator = make_backend(c.backend, c.model, base_url=c.base_url, device=c.device)
-        out_dir = Path(c.out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        samples = out_dir / "samples.jsonl"
-        _check_generation_record(
-            out_dir / GENERATION,
-            {
-                "benchmark": bench.name,
-                "backend": c.backend,
-                "model": c.model,
-                "base_url": c.base_url,
-                "mode": c.mode,
-                "settings": dataclasses.asdict(settings),
-                # recorded when set, so directories written before these options existed still resume
-                **({"options": dataclasses.asdict(options)} if options != BenchmarkOptions() else {}),
-            },
-        )
-        with _progress(c.progress, Console(stderr=True)) as bar:
-            task = bar.add_task("generating", total=len(bench.problems))
-            generate_samples(
-                bench,
-                generator,
-                samples,
-                mode=c.mode,
-                settings=settings,
-                on_task_done=lambda: bar.advance(task),
+        try:
+            out_dir = Path(c.out)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            samples = out_dir / "samples.jsonl"
+            _check_generation_record(
+                out_dir / GENERATION,
+                {
+                    "benchmark": bench.name,
+                    "backend": c.backend,
+                    "model": c.model,
+                    "base_url": c.base_url,
+                    "mode": c.mode,
+                    "settings": dataclasses.asdict(settings),
+                    # recorded when set, so directories written before these options existed still resume
+                    **({"options": dataclasses.asdict(options)} if options != BenchmarkOptions() else {}),
+                },
             )
+            with _progress(c.progress, Console(stderr=True)) as bar:
+                task = bar.add_task("generating", total=len(bench.problems))
+                generate_samples(
+                    bench,
+                    generator,
+                    samples,
+                    mode=c.mode,
+                    settings=settings,
+                    on_task_done=lambda: bar.advance(task),
+                )
+        finally:
+            if hasattr(generator, "close"):
+                generator.close()  # a vLLM server started for this run
     return evaluate_samples(
         samples,
         c.out,

@@ -1,5 +1,8 @@
 """Attention: fused `query_key_value` projection, GQA, RoPE, causal SDPA, KV cache, document mask.
 
+A single query (a decode step) without gradients takes `single_query_attention`, two batched matmuls:
+on CPU SDPA's flash kernel is several times slower for one query than the two GEMMs it amounts to.
+
 Shapes: B batch, T query tokens, S key tokens (cache included), H query heads, G key/value
 heads, Dh head dim, D model dim.
 """
@@ -98,8 +101,27 @@ class Attention(nn.Module):
         if cache is not None:
             past_len = cache.length
             k, v = cache.store(self.layer, k, v)
-        causal = mask is None and past_len == 0 and T > 1
-        out_BHTDh = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=self.n_kv_heads != self.n_heads
-        )
+        if T == 1 and not torch.is_grad_enabled():
+            out_BHTDh = single_query_attention(q, k, v, mask)
+        else:
+            causal = mask is None and past_len == 0 and T > 1
+            out_BHTDh = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=self.n_kv_heads != self.n_heads
+            )
         return self.dense(out_BHTDh.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+
+def single_query_attention(q_BH1Dh: torch.Tensor, k_BGSDh: torch.Tensor, v_BGSDh: torch.Tensor,
+                           mask: torch.Tensor | None) -> torch.Tensor:
+    """SDPA of one query per row as two matmuls (softmax in fp32); `mask` [B|1, 1, 1, S] (True = may attend).
+
+    GQA without repeating keys: the H/G query heads that share a key/value head are that head's rows.
+    """
+    B, H, _, Dh = q_BH1Dh.shape
+    G, S = k_BGSDh.shape[1], k_BGSDh.shape[2]
+    q_BGRDh = q_BH1Dh.reshape(B, G, H // G, Dh)
+    scores_BGRS = torch.matmul(q_BGRDh, k_BGSDh.transpose(-1, -2)).float() * Dh**-0.5
+    if mask is not None:
+        scores_BGRS = scores_BGRS.masked_fill(~mask.reshape(mask.shape[0], 1, 1, S), float("-inf"))
+    probs_BGRS = scores_BGRS.softmax(dim=-1).to(v_BGSDh.dtype)
+    return torch.matmul(probs_BGRS, v_BGSDh).reshape(B, H, 1, Dh)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from lingcoder.errors import LingcoderError
 
 MODEL_TYPE = "bailing_moe"
 ARCHITECTURE = "BailingMoeForCausalLM"
+# transformers' config class for checkpoints, a stand-alone file copied next to every config.json.
+HF_CONFIG_CODE = Path(__file__).with_name("configuration_bailing_moe.py")
+AUTO_MAP = {"AutoConfig": f"{HF_CONFIG_CODE.stem}.BailingMoeConfig"}
 
 
 @dataclass
@@ -46,6 +50,15 @@ class BailingMoeConfig:
     norm_topk_prob: bool = True
     moe_intermediate_size: int = 1408
     first_k_dense_replace: int = 0
+    # Router scoring (Ling 2.0 / DeepSeek-V3 names, read by vLLM): "softmax" or "sigmoid" scores; with
+    # `moe_router_enable_expert_bias` a per-expert bias (`mlp.gate.expert_bias`) steers which experts are
+    # chosen, not their weights; top-k within the `topk_group` best of `n_group` expert groups; the
+    # chosen weights scaled by `routed_scaling_factor`.
+    score_function: str = "softmax"
+    moe_router_enable_expert_bias: bool = False
+    routed_scaling_factor: float = 1.0
+    n_group: int | None = None
+    topk_group: int | None = None
     pad_token_id: int = 126081
     eos_token_id: int = 126081
     bos_token_id: int | None = None
@@ -57,12 +70,15 @@ class BailingMoeConfig:
     # Training-time knobs (ours, not read by HF/vLLM; harmless extra keys in config.json).
     router_aux_loss_coef: float = 0.015
     router_z_loss_coef: float = 1e-4
-    moe_router_bias_update_rate: float = 0.0  # > 0: aux-loss-free balancing (DeepSeek-V3 bias)
+    moe_router_bias_update_rate: float = 0.0  # > 0: aux-loss-free balancing (trains the expert bias)
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # unknown HF keys, kept verbatim
 
     def __post_init__(self) -> None:
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.score_function == "sigmoid" and self.n_group is None and self.topk_group is None:
+            # One group: the same routing as no grouping, in the form vLLM's CPU router runs sigmoid scores.
+            self.n_group = self.topk_group = 1
         self.validate()
 
     # -- derived -----------------------------------------------------------------------
@@ -92,6 +108,35 @@ class BailingMoeConfig:
         for ok, message in checks:
             if not ok:
                 raise LingcoderError(f"invalid BailingMoeConfig: {message}")
+        self._validate_router()
+
+    def _validate_router(self) -> None:
+        if self.score_function not in ("softmax", "sigmoid"):
+            raise LingcoderError(f"invalid BailingMoeConfig: score_function {self.score_function!r} "
+                                 "(known: 'softmax', 'sigmoid')")
+        if self.moe_router_bias_update_rate > 0 and not self.moe_router_enable_expert_bias:
+            raise LingcoderError("invalid BailingMoeConfig: moe_router_bias_update_rate > 0 (aux-loss-free "
+                                 "balancing) trains an expert bias: set moe_router_enable_expert_bias = true")
+        if self.moe_router_enable_expert_bias and self.score_function != "sigmoid":
+            raise LingcoderError(
+                "invalid BailingMoeConfig: an expert bias (moe_router_enable_expert_bias) needs "
+                "score_function = 'sigmoid'; vLLM's bailing_moe refuses softmax scores with a bias, so such a "
+                "checkpoint could not be served (the Ling 2.0 / DeepSeek-V3 convention is sigmoid + bias)"
+            )
+        if (self.n_group is None) != (self.topk_group is None):
+            raise LingcoderError("invalid BailingMoeConfig: n_group and topk_group are set together or not at all")
+        if self.n_group is not None and self.num_experts > 0:
+            per_group = self.num_experts // self.n_group if self.n_group > 0 else 0
+            ok = (self.n_group > 0 and self.num_experts % self.n_group == 0 and 0 < self.topk_group <= self.n_group
+                  and self.num_experts_per_tok <= self.topk_group * per_group
+                  and (per_group >= 2 or not self.moe_router_enable_expert_bias))
+            if not ok:
+                raise LingcoderError(
+                    f"invalid BailingMoeConfig: n_group={self.n_group}, topk_group={self.topk_group}: n_group must "
+                    f"divide num_experts={self.num_experts}, 1 <= topk_group <= n_group, the chosen groups must "
+                    f"hold num_experts_per_tok={self.num_experts_per_tok} experts, and with an expert bias each "
+                    "group needs at least 2 experts (a group scores by its best two)"
+                )
 
     # -- presets -----------------------------------------------------------------------
     @classmethod
@@ -109,7 +154,7 @@ class BailingMoeConfig:
     # -- HF config.json ------------------------------------------------------------------
     def to_hf_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        return {**self.extra, **data, "model_type": MODEL_TYPE, "architectures": [ARCHITECTURE]}
+        return {**self.extra, **data, "model_type": MODEL_TYPE, "architectures": [ARCHITECTURE], "auto_map": AUTO_MAP}
 
     @classmethod
     def from_hf_dict(cls, data: dict[str, Any], source: str = "config") -> BailingMoeConfig:
@@ -130,8 +175,10 @@ class BailingMoeConfig:
             raise LingcoderError(f"{source}: {exc}") from None
 
     def save(self, directory: str | Path) -> None:
+        """config.json, and the config class it names in `auto_map` (so transformers and vLLM load it)."""
         path = Path(directory) / "config.json"
         path.write_text(json.dumps(self.to_hf_dict(), indent=2, sort_keys=True) + "\n")
+        shutil.copyfile(HF_CONFIG_CODE, Path(directory) / HF_CONFIG_CODE.name)
 
     @classmethod
     def load(cls, directory: str | Path) -> BailingMoeConfig:

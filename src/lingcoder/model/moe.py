@@ -1,5 +1,5 @@
-"""The feed-forward blocks: the dense SwiGLU `MLP` and the `MoE` (fp32 softmax router, top-k, grouped
-experts, shared experts, balancing losses). Both return a `FeedForwardOutput`.
+"""The feed-forward blocks: the dense SwiGLU `MLP` and the `MoE` (fp32 softmax or sigmoid router, top-k,
+grouped experts, shared experts, balancing losses). Both return a `FeedForwardOutput`.
 
 Shapes: T tokens, D model dim, E routed experts, K experts per token, F expert width.
 Dispatch is dropless: token copies are sorted by expert, per-expert offsets computed, and all
@@ -47,9 +47,9 @@ class Routing:
     """The router's decision for T tokens over E experts, K per token."""
 
     logits_TE: torch.Tensor  # fp32
-    probs_TE: torch.Tensor  # softmax over experts
+    probs_TE: torch.Tensor  # routing probabilities over experts (softmax, or normalised sigmoid scores)
     expert_idx_TK: torch.Tensor  # chosen experts (by probability, plus the expert bias when balancing)
-    weights_TK: torch.Tensor  # their mixing weights (renormalised when norm_topk_prob)
+    weights_TK: torch.Tensor  # their mixing weights (renormalised when norm_topk_prob, times routed_scaling_factor)
 
 
 class MLP(nn.Module):
@@ -66,18 +66,22 @@ class MLP(nn.Module):
 
 
 class Router(nn.Module):
-    """`mlp.gate` in the checkpoint: logits in fp32, softmax, top-k, optional renormalisation.
+    """`mlp.gate` in the checkpoint: logits in fp32, softmax or sigmoid scores, top-k, renormalisation.
 
-    With aux-loss-free balancing a per-expert bias (DeepSeek-V3) shifts which experts are
-    *chosen* but not the weights they get; `update_bias` nudges it against the measured load.
+    With aux-loss-free balancing a per-expert bias (`expert_bias`, DeepSeek-V3, sigmoid scores) shifts
+    which experts are *chosen* but not the weights they get; `update_bias` nudges it against the
+    measured load. With expert groups (`n_group` > 1) only the `topk_group` best groups are eligible;
+    a group scores by its best expert, or by its best two when there is a bias (as vLLM routes).
     """
 
     def __init__(self, config: BailingMoeConfig):
         super().__init__()
         self.top_k, self.norm_topk_prob = config.num_experts_per_tok, config.norm_topk_prob
+        self.score_function, self.routed_scaling_factor = config.score_function, config.routed_scaling_factor
+        self.n_group, self.topk_group = config.n_group or 1, config.topk_group or 1
         self.weight = nn.Parameter(torch.empty(config.num_experts, config.hidden_size))
         self.bias_update_rate = config.moe_router_bias_update_rate
-        if self.bias_update_rate > 0:
+        if config.moe_router_enable_expert_bias:
             self.register_buffer("expert_bias", torch.zeros(config.num_experts, dtype=torch.float32))
         else:
             self.expert_bias = None
@@ -85,12 +89,21 @@ class Router(nn.Module):
     def forward(self, x_TD: torch.Tensor) -> Routing:
         with torch.autocast(x_TD.device.type, enabled=False):  # fp32 logits under bf16 autocast too
             logits_TE = F.linear(x_TD.float(), self.weight.float())
-        probs_TE = logits_TE.softmax(dim=-1)
-        choice_TE = probs_TE if self.expert_bias is None else probs_TE + self.expert_bias
+        if self.score_function == "sigmoid":
+            scores_TE = logits_TE.sigmoid()
+            probs_TE = scores_TE / scores_TE.sum(dim=-1, keepdim=True)  # normalised, as DeepSeek-V3's balance loss
+        else:
+            scores_TE = probs_TE = logits_TE.softmax(dim=-1)
+        choice_TE = scores_TE if self.expert_bias is None else scores_TE + self.expert_bias
+        if self.n_group > 1:
+            choice_TE = keep_best_groups(choice_TE, self.n_group, self.topk_group, by_best_two=self.expert_bias
+                                         is not None)
         topk_idx_TK = choice_TE.topk(self.top_k, dim=-1).indices
-        topk_w_TK = probs_TE.gather(-1, topk_idx_TK)
+        topk_w_TK = scores_TE.gather(-1, topk_idx_TK)
         if self.norm_topk_prob and self.top_k > 1:
             topk_w_TK = topk_w_TK / topk_w_TK.sum(dim=-1, keepdim=True)
+        if self.routed_scaling_factor != 1.0:
+            topk_w_TK = topk_w_TK * self.routed_scaling_factor
         return Routing(logits_TE, probs_TE, topk_idx_TK, topk_w_TK)
 
     @torch.no_grad()
@@ -99,6 +112,19 @@ class Router(nn.Module):
             return
         load = tokens_per_expert_E.float()
         self.expert_bias += self.bias_update_rate * torch.sign(load.mean() - load)
+
+
+def keep_best_groups(choice_TE: torch.Tensor, n_group: int, topk_group: int, by_best_two: bool) -> torch.Tensor:
+    """`choice_TE` with every expert outside each token's `topk_group` best groups set to -inf."""
+    T, E = choice_TE.shape
+    grouped_TGe = choice_TE.view(T, n_group, E // n_group)
+    if by_best_two:
+        group_score_TG = grouped_TGe.topk(2, dim=-1).values.sum(dim=-1)
+    else:
+        group_score_TG = grouped_TGe.amax(dim=-1)
+    best_TG = group_score_TG.topk(topk_group, dim=-1).indices
+    keep_TG = torch.zeros_like(group_score_TG, dtype=torch.bool).scatter_(1, best_TG, True)
+    return grouped_TGe.masked_fill(~keep_TG[..., None], float("-inf")).view(T, E)
 
 
 class GroupedExperts(nn.Module):

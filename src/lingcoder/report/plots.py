@@ -342,36 +342,85 @@ def per_task_grid(tasks: list[tuple[str, int, int]], title: str, columns: int = 
     return fig
 
 
-# -- experiment ----------------------------------------------------------------------------------
-def experiment_plot(runs: list[dict], group_key: str, metrics: list[str], title: str) -> Figure:
-    """Validation curves (each seed thin, the mean over seeds thick) and each metric's mean +- std."""
-    groups = list(dict.fromkeys(r[group_key] for r in runs))
-    colors = {g: c for g, c in zip(groups, ["#4c72b0", "#dd8452", "#55a868", "#c44e52"] * 4, strict=False)}
-    fig = Figure(layout="constrained", figsize=(WIDTH, 3.8))
-    axes = fig.subplots(1, 1 + len(metrics), gridspec_kw={"width_ratios": [2.4] + [1] * len(metrics)})
-    curves = axes[0]
-    for group in groups:
-        members = [r for r in runs if r[group_key] == group]
-        for r in members:
-            if r["val_curve"]:
-                curves.plot(*zip(*r["val_curve"], strict=True), color=colors[group], alpha=0.35, linewidth=0.8)
-        common = sorted(set.intersection(*[{s for s, _ in r["val_curve"]} for r in members]))
-        if common:
-            mean = [np.mean([dict(map(tuple, r["val_curve"]))[s] for r in members]) for s in common]
-            curves.plot(common, mean, color=colors[group], linewidth=2.0, label=f"{group} (mean of {len(members)})")
-    curves.set_xlabel("step")
-    curves.set_ylabel("validation loss")
-    curves.grid(alpha=0.3)
-    curves.legend(fontsize=8)
-    for ax, metric in zip(axes[1:], metrics, strict=True):
-        values = [[r[metric] for r in runs if r[group_key] == g] for g in groups]
-        means = [float(np.mean(v)) for v in values]
-        stds = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in values]
-        ax.bar(range(len(groups)), means, yerr=stds, capsize=4, color=[colors[g] for g in groups])
-        ax.set_xticks(range(len(groups)), groups, fontsize=8)
-        ax.set_title(metric, fontsize=9)
+# -- studies -------------------------------------------------------------------------------------
+STUDY_COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
+                "#64b5cd"]
+
+
+def study_plot(entry: dict, stats: dict, with_curves: bool) -> Figure:
+    """Loss vs tokens per arm (seeds thin, mean thick), each metric's per-arm mean with its interval and the
+    seeds as dots, and each arm's paired difference from the baseline with its interval."""
+    arms = [a["name"] for a in entry["arms"]]
+    colors = {a: STUDY_COLORS[i % len(STUDY_COLORS)] for i, a in enumerate(arms)}
+    metrics, baseline = entry["metrics"], entry["baseline"]
+    panels = int(with_curves) + len(metrics) * (2 if baseline else 1)
+    fig = Figure(layout="constrained", figsize=(WIDTH, 3.8 if panels <= 4 else 7.2))
+    columns = min(panels, 4)
+    axes = list(np.atleast_1d(fig.subplots(-(-panels // columns), columns)).ravel())
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    axes = axes[:panels]
+    if with_curves:
+        ax = axes.pop(0)
+        for arm in arms:
+            members = [r for r in entry["runs"] if r["arm"] == arm and r["val_curve"]]
+            for r in members:
+                ax.plot(*zip(*r["val_curve"], strict=True), color=colors[arm], alpha=0.3, linewidth=0.8)
+            if members:
+                common = sorted(set.intersection(*[{t for t, _ in r["val_curve"]} for r in members]))
+                mean = [np.mean([dict(map(tuple, r["val_curve"]))[t] for r in members]) for t in common]
+                ax.plot(common, mean, color=colors[arm], linewidth=2.0, label=f"{arm} ({len(members)})")
+        ax.set_xlabel("tokens seen")
+        ax.set_ylabel("validation loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    positions = range(len(arms))
+    for metric in metrics:
+        ax = axes.pop(0)
+        for i, arm in enumerate(arms):
+            s = stats["arms"][arm][metric]
+            if s["mean"] is None:
+                continue
+            error = None if s["low"] is None else [[s["mean"] - s["low"]], [s["high"] - s["mean"]]]
+            ax.errorbar([i], [s["mean"]], yerr=error, fmt="o", color=colors[arm], capsize=4)
+            seeds = [r[metric] for r in entry["runs"] if r["arm"] == arm and r.get(metric) is not None]
+            ax.scatter([i + 0.15] * len(seeds), seeds, s=8, color=colors[arm], alpha=0.5)
+        ax.set_xticks(list(positions), arms, fontsize=7, rotation=30 if len(arms) > 4 else 0)
+        ax.set_title(f"{metric} (95% CI)", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-        if metric.startswith("pass"):
-            ax.set_ylim(0, 1)
-    fig.suptitle(title)
+        if baseline:
+            ax = axes.pop(0)
+            others = [a for a in arms if a != baseline]
+            for i, arm in enumerate(others):
+                d = stats["paired"][arm][metric]
+                if d["mean"] is None:
+                    continue
+                error = None if d["low"] is None else [[d["mean"] - d["low"]], [d["high"] - d["mean"]]]
+                ax.errorbar([d["mean"]], [i], xerr=error, fmt="o", color=colors[arm], capsize=4)
+            ax.axvline(0, color="#444", linewidth=0.8)
+            ax.set_yticks(range(len(others)), others, fontsize=7)
+            ax.set_title(f"{metric}: arm minus {baseline}", fontsize=9)
+            ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"{entry['study']}: {entry['tokens']:,} tokens per run")
+    return fig
+
+
+def study_expert_load(loads: dict[str, list]) -> Figure:
+    """Per arm: experts' load shares over the uniform share, sorted descending, mean over layers and seeds."""
+    fig = Figure(layout="constrained", figsize=(WIDTH * 0.6, 3.4))
+    ax = fig.subplots()
+    for i, (arm, runs) in enumerate(loads.items()):
+        curves = []
+        for load in runs:
+            for layer in load:
+                layer = np.asarray(layer, dtype=float)
+                curves.append(np.sort(layer / layer.mean())[::-1])
+        ranks = np.linspace(0, 1, len(curves[0]))
+        ax.plot(ranks, np.mean(curves, axis=0), color=STUDY_COLORS[i % len(STUDY_COLORS)], marker=".",
+                label=f"{arm} ({len(curves[0])} experts)")
+    ax.axhline(1.0, color="#444", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("experts, busiest to idlest (fraction of the layer's experts)")
+    ax.set_ylabel("load / uniform share")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     return fig

@@ -146,28 +146,34 @@ def load_evals(run: Path) -> list[EvalRun]:
     return runs
 
 
-EXPERIMENT_PARTS = {
-    "moe_vs_dense": ("model", ("model", "seed", "total_params", "activated_params", "val_loss", "val_curve")),
-    "curated_vs_raw": ("data", ("data", "seed", "heldout_loss", "humaneval_canonical_loss", "pass_at_1",
-                                "val_curve")),
-}
+STUDY_KEYS = ("study", "kind", "tokens", "steps", "seeds", "metrics", "baseline", "arms", "runs")
 
 
 def load_experiment(run: Path) -> dict | None:
-    """RUN/experiment/results.json, every part checked for the fields the report shows."""
+    """RUN/experiment/results.json ({study: entry}, see lingcoder.experiment), every study checked for the
+    fields the report shows, or None."""
     path = run / "experiment" / "results.json"
     if not path.is_file():
         return None
     results = read_json(path)
-    for part, (_, fields) in EXPERIMENT_PARTS.items():
-        if part not in results:
-            continue
-        require(results[part], ("tokens", "steps", "seeds", "runs"), f"{path} [{part}]")
-        if not isinstance(results[part]["runs"], list):
-            raise LingcoderError(f"{path} [{part}]: runs must be a list")
-        for i, row in enumerate(results[part]["runs"]):
-            require(row, fields, f"{path} [{part}.runs[{i}]]")
+    for key, entry in results.items():
+        where = f"{path} [{key}]"
+        if isinstance(entry, dict) and "study" not in entry:
+            raise LingcoderError(f"{where}: not a study's results (an older format?); rerun "
+                                 f"`lingcoder experiment RUN --study NAME`")
+        require(entry, STUDY_KEYS, where)
+        if not isinstance(entry["runs"], list) or not isinstance(entry["arms"], list):
+            raise LingcoderError(f"{where}: runs and arms must be lists")
+        if not isinstance(entry["metrics"], list) or not entry["metrics"]:
+            raise LingcoderError(f"{where}: metrics must be a non-empty list")
+        for i, arm in enumerate(entry["arms"]):
+            require(arm, ("name",), f"{where}.arms[{i}]")
+        for i, row in enumerate(entry["runs"]):
+            require(row, ("arm", "seed", "val_curve", *entry["metrics"]), f"{where}.runs[{i}]")
             curve = row["val_curve"]
             if not isinstance(curve, list) or not all(isinstance(p, list) and len(p) == 2 for p in curve):
-                raise LingcoderError(f"{path} [{part}.runs[{i}]]: val_curve must be a list of [step, loss]")
+                raise LingcoderError(f"{where}.runs[{i}]: val_curve must be a list of [tokens, loss]")
+            load = row.get("expert_load")
+            if load is not None and not (isinstance(load, list) and all(isinstance(x, list) for x in load)):
+                raise LingcoderError(f"{where}.runs[{i}]: expert_load must be a list (one per MoE layer) of lists")
     return results

@@ -17,13 +17,13 @@ from lingcoder.report import plots
 from lingcoder.report.page import Section, not_run, preformatted, table_html
 from lingcoder.report.plots import human_bytes
 from lingcoder.report.run_files import (
-    EXPERIMENT_PARTS,
     load_curation,
     load_evals,
     load_experiment,
     load_expert_usage,
 )
 from lingcoder.runfiles import complete_checkpoints, final_checkpoint, no_expert_usage_reason, weights_signature
+from lingcoder.study_stats import format_difference, format_summary, study_statistics
 
 
 def relative(path: Path, run: Path) -> str:
@@ -289,9 +289,16 @@ def model_card_section(run: Path, recipe: dict | None, metrics: dict[str, list[d
     for stage, records in metrics.items():
         if records and "tokens" in records[-1]:
             seen.append([stage, records[-1]["step"], records[-1]["tokens"]])
-    if checkpoint is None and recipe is None and not seen:
-        return not_run("model-card", title, "no checkpoint, training metrics or recipe.json in this run directory.")
+    findings = study_findings(load_experiment(run))
+    if checkpoint is None and recipe is None and not seen and not findings:
+        return not_run("model-card", title, "no checkpoint, training metrics, recipe.json or studies in this run "
+                                            "directory.")
     section = Section("model-card", title)
+    if findings:
+        section.table(["study", "comparison", "metric", "difference [95% CI] (wins / seeds)", "what it supports",
+                       "scale"], findings,
+                      "What the studies (section 7) support: a claim holds at the scale it was measured at, and only "
+                      "where the paired 95% interval excludes 0; nothing here speaks for larger models or budgets.")
     if checkpoint is not None:
         config = BailingMoeConfig.load(checkpoint)
         total, active = count_parameters(config)
@@ -323,45 +330,101 @@ def model_card_section(run: Path, recipe: dict | None, metrics: dict[str, list[d
     return section
 
 
-# -- 7. experiment -------------------------------------------------------------------------------
-EXPERIMENT_TITLES = {"moe_vs_dense": "MoE vs a dense model of the same activated size",
-                     "curated_vs_raw": "curated vs raw data"}
-EXPERIMENT_METRICS = {"moe_vs_dense": ["val_loss"],
-                      "curated_vs_raw": ["heldout_loss", "humaneval_canonical_loss", "pass_at_1"]}
-
-
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f} (1 seed)"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
+# -- 7. studies ----------------------------------------------------------------------------------
 def experiment_section(run: Path) -> Section:
-    title = "7. Experiments"
+    title = "7. Studies (lingcoder experiment)"
     results = load_experiment(run)
     if results is None:
         return not_run("experiment", title, "no experiment/results.json in this run directory.")
     section = Section("experiment", title)
-    for part, (group_key, _) in EXPERIMENT_PARTS.items():
-        if part not in results:
-            section.note(f"{part}: not in experiment/results.json.")
+    for key, entry in results.items():
+        arms = [a["name"] for a in entry["arms"]]
+        if not entry["runs"]:
+            section.note(f"{key}: no runs recorded yet.")
             continue
-        data, metrics = results[part], EXPERIMENT_METRICS[part]
-        groups = list(dict.fromkeys(r[group_key] for r in data["runs"]))
-        if not groups:
-            section.note(f"{part}: no runs recorded.")
-            continue
-        section.text(f"{EXPERIMENT_TITLES[part]}: {data['tokens']:,} tokens, {data['steps']:,} steps, seeds "
-                     f"{', '.join(map(str, data['seeds']))}; mean ± standard deviation over seeds.")
-        params = ["total_params", "activated_params"] if part == "moe_vs_dense" else []
+        stats = study_statistics(entry["runs"], arms, entry["metrics"], entry["baseline"])
+        section.text(f"{key}: {entry.get('description', '')}. {entry['tokens']:,} tokens ({entry['steps']:,} steps) "
+                     f"per training run, seeds {', '.join(map(str, entry['seeds']))}; mean ± standard deviation "
+                     f"[{stats['interval']}]" + (f"; paired differences are each arm minus {entry['baseline']}, "
+                                                 "seed by seed." if entry["baseline"] else "."))
+        header = ["arm", "settings", "seeds", "total params", "activated params"]
+        for metric in entry["metrics"]:
+            header.append(metric)
+            if entry["baseline"]:
+                header.append(f"{metric} minus {entry['baseline']} (wins / seeds)")
         rows = []
-        for group in groups:
-            members = [r for r in data["runs"] if r[group_key] == group]
-            rows.append([group, len(members), *[members[0][p] for p in params],
-                         *[mean_std([r[m] for r in members]) for m in metrics]])
-        section.table([group_key, "seeds", *params, *metrics], rows)
-        section.figure(f"experiment-{part}",
-                       plots.experiment_plot(data["runs"], group_key, metrics, EXPERIMENT_TITLES[part]),
-                       f"{EXPERIMENT_TITLES[part]}: validation loss per step (thin: each seed, thick: their mean) "
-                       "and each result's mean ± std over seeds.")
+        for arm in entry["arms"]:
+            members = [r for r in entry["runs"] if r["arm"] == arm["name"]]
+            settings = ", ".join(arm.get("set") or []) or "-"
+            if arm.get("data", "recipe") != "recipe":
+                settings = f"data: {arm['data']}" + ("" if settings == "-" else f"; {settings}")
+            row = [arm["name"], settings, len(members), members[0].get("total_params", "-") if members else "-",
+                   members[0].get("activated_params", "-") if members else "-"]
+            for metric in entry["metrics"]:
+                row.append(format_summary(stats["arms"][arm["name"]][metric]))
+                if entry["baseline"]:
+                    paired = stats["paired"].get(arm["name"], {}).get(metric)
+                    row.append(format_difference(paired) + f" {paired['verdict']}" if paired else "baseline")
+            rows.append(row)
+        section.table(header, rows)
+        with_curves = entry["kind"] == "train" and any(r["val_curve"] for r in entry["runs"])
+        section.figure(f"study-{key}", plots.study_plot(entry, stats, with_curves),
+                       f"{key}: " + ("validation loss against tokens seen (thin: each seed, thick: the mean); " if
+                                     with_curves else "") + "each metric's mean per arm with its 95% interval "
+                       "(dots: seeds)" + ("; each arm minus the baseline, seed by seed, with its 95% interval (a "
+                                          "bar clear of 0 is a difference these seeds resolve)." if entry["baseline"]
+                                          else "."))
+        loaded = [a for a in arms if any(r.get("expert_load") for r in entry["runs"] if r["arm"] == a)]
+        if loaded:
+            loads = {a: [r["expert_load"] for r in entry["runs"] if r["arm"] == a and r.get("expert_load")]
+                     for a in loaded}
+            section.figure(f"study-{key}-expert-load", plots.study_expert_load(loads),
+                           f"{key}: expert load at the end of training per arm: each expert's share of its layer's "
+                           "routed tokens over the uniform share, sorted, averaged over layers and seeds "
+                           "(1 everywhere = perfectly balanced).")
+            section.table(["arm", "experts", "busiest expert / mean (max over layers)", "router entropy / ln(experts)"],
+                          [[a, len(loads[a][0][0]), f"{busiest_over_mean(loads[a]):.2f}",
+                            router_entropy_share(entry["runs"], a, len(loads[a][0][0]))] for a in loaded],
+                          "Last logged training step; means over seeds. Entropy near 1 means the router spreads "
+                          "each token almost uniformly (it has not learned to choose).")
+    if not section.parts:
+        return not_run("experiment", title, "experiment/results.json holds no study.")
     return section
+
+
+def busiest_over_mean(loads: list) -> float:
+    """The busiest expert's share over the mean share, worst layer, averaged over seeds."""
+    return float(np.mean([max(max(layer) / np.mean(layer) for layer in load) for load in loads]))
+
+
+def router_entropy_share(runs: list[dict], arm: str, experts: int) -> str:
+    values = [np.mean(r["router_entropy"]) for r in runs if r["arm"] == arm and r.get("router_entropy")]
+    return f"{np.mean(values) / np.log(experts):.3f}" if values and experts > 1 else "-"
+
+
+def study_findings(results: dict | None) -> list[list]:
+    """For the model card: each arm against its study's baseline on the study's first metric, with what
+    the seeds resolve and the scale they were run at, worded from the numbers."""
+    rows = []
+    for key, entry in (results or {}).items():
+        if not entry["baseline"] or not entry["runs"]:
+            continue
+        arms = [a["name"] for a in entry["arms"]]
+        metric = entry["metrics"][0]
+        stats = study_statistics(entry["runs"], arms, [metric], entry["baseline"])
+        first = entry["runs"][0]
+        scale = (f"{entry['tokens']:,} tokens per run"
+                 + (f", {first['total_params']:,} parameters ({entry['tokens'] / first['total_params']:.2f} tokens "
+                    f"per parameter)" if first.get("total_params") else ""))
+        for arm, by_metric in stats["paired"].items():
+            d = by_metric[metric]
+            if d["mean"] is None:
+                continue
+            if d["verdict"] == "unresolved":
+                claim = (f"not supported either way: the 95% interval of the difference includes 0 "
+                         f"over {d['n']} seed(s)")
+            else:
+                claim = f"{arm} {d['verdict']} than {entry['baseline']} at this scale ({d['wins']}/{d['n']} seeds)"
+            rows.append([key, f"{arm} vs {entry['baseline']}", metric, format_difference(d), claim, scale])
+    return rows
+

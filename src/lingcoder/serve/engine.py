@@ -2,7 +2,8 @@
 
 Continuous batching. At each step the engine admits waiting requests (first come, first served, while
 their n choices fit in `max_batch_size` rows), prefills their prompts in one left-padded forward, copies
-the keys and values into the running batch (`BatchKVCache`), then runs one decode forward for every row.
+the keys and values into free slots of the running batch (`BatchKVCache`: preallocated, no copy of the
+other rows), then runs one decode forward for every row.
 A row leaves the batch as soon as it finishes (EOS, a stop string, max_tokens, or its request was
 cancelled), so a short request never waits for a long one and a new one never waits for the batch to
 drain. Rows of one request share their prompt's prefill and their request's sampling generator.
@@ -93,7 +94,7 @@ class Engine:
         self._wakeup = threading.Condition()
         self._stopping = False
         self._rows: list[_Row] = []
-        self._cache = BatchKVCache(self.config, self.device, self.dtype)
+        self._cache = self._new_cache()
         self._generators: dict[GenerationRequest, torch.Generator | None] = {}
         self._unfinished: dict[GenerationRequest, int] = {}  # choices still running, per admitted request
         self._thread = threading.Thread(target=self._run, name="lingcoder-engine", daemon=True)
@@ -199,8 +200,8 @@ class Engine:
             prefill = KVCache(self.config, len(requests), longest, self.device, self.dtype)
             logits_BV = self.model(input_ids_BT, attention_mask=mask_BS, cache=prefill,
                                    logits_to_keep=1).logits[:, -1]
+            self._cache.add(prefill, mask_BS, [r.n for r in requests])
             repeats = torch.tensor([r.n for r in requests], device=self.device)
-            self._cache.add(prefill, mask_BS, repeats)
         except Exception as exc:  # e.g. out of memory: only these requests fail
             for request in requests:
                 self._fail(request, f"prefill failed: {exc}")
@@ -220,11 +221,11 @@ class Engine:
     def _decode(self) -> None:
         """One forward of every row's last token."""
         rows = self._rows
-        self._cache.reserve(1)
-        self._cache.mask_BS[:, self._cache.length] = True
+        mask_BS, position_ids_B1 = self._cache.begin_step()
         input_ids_B1 = torch.tensor([[row.pending] for row in rows], device=self.device)
-        logits_BV = self.model(input_ids_B1, attention_mask=self._cache.mask_BS, cache=self._cache,
-                               logits_to_keep=1).logits[:, -1]
+        logits_BV = self.model(input_ids_B1, attention_mask=mask_BS, position_ids=position_ids_B1,
+                               cache=self._cache, logits_to_keep=1).logits[:, -1]
+        self._cache.end_step()
         self.stats.decode_steps += 1
         self.stats.decoded_tokens += len(rows)
         self.stats.max_rows_in_step = max(self.stats.max_rows_in_step, len(rows))
@@ -292,8 +293,11 @@ class Engine:
 
     def _reset_batch(self) -> None:
         self._rows = []
-        self._cache = BatchKVCache(self.config, self.device, self.dtype)
+        self._cache = self._new_cache()
         self._forget_finished()
+
+    def _new_cache(self) -> BatchKVCache:
+        return BatchKVCache(self.config, self.device, self.dtype, max_rows=min(self.max_batch_size, 8))
 
 
 class _Row:

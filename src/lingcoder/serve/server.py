@@ -39,6 +39,7 @@ from lingcoder.generation.chat_template import CHAT_STOPS, ChatTemplate
 from lingcoder.generation.generate import load_for_generation
 from lingcoder.generation.sampling import SamplingParams
 from lingcoder.serve.engine import ChoiceUpdate, Engine, GenerationRequest, InvalidRequest
+from lingcoder.serve.packed import pack_for_serving
 from lingcoder.serve.protocol import ApiError, ChatRequest, CompletionRequest, parse
 
 MAX_BODY_BYTES = 8 * 2**20
@@ -362,7 +363,7 @@ def _server(model_dir: str | Path, *, host: str, port: int, api_key: str | None,
     model, tokenizer = load_for_generation(model_dir, device=device, dtype=dtype)
     template = ChatTemplate.from_model_dir(model_dir)
     name = served_model_name or Path(model_dir).resolve().name
-    engine = Engine(model, tokenizer, max_batch_size=max_batch_size)
+    engine = Engine(pack_for_serving(model), tokenizer, max_batch_size=max_batch_size)
     app = build_app(engine, tokenizer, template, name, api_key=api_key)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=log_level == "info",
                             lifespan="off", timeout_graceful_shutdown=5)
@@ -385,11 +386,23 @@ class ServeConfig:
     dtype: str | None = None  # float32, bfloat16, ...; None: as stored
     max_batch_size: int = 32  # rows (choices) decoded together at most
     served_model_name: str | None = None  # the name at /v1/models; None: the directory's name
+    engine: str = "lingcoder"  # lingcoder (this server) or vllm (vLLM's server on the checkpoint)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("lingcoder", "vllm"):
+            raise LingcoderError(f"serve.engine {self.engine!r}: unknown (known: lingcoder, vllm)")
 
 
 def serve(config: ServeConfig) -> None:
-    """`lingcoder serve`: serve `config.model_dir` until interrupted."""
+    """`lingcoder serve`: serve `config.model_dir` until interrupted (with vLLM when `engine = "vllm"`)."""
+    if config.engine == "vllm":
+        from lingcoder.vllm_server import serve_with_vllm
+
+        serve_with_vllm(config.model_dir, host=config.host, port=config.port, api_key=config.api_key,
+                        dtype=config.dtype, served_model_name=config.served_model_name)
+        return
     settings = dataclasses.asdict(config)
+    settings.pop("engine")
     with _server(settings.pop("model_dir"), **settings, log_level="info") as server:
         server.run()
 
@@ -407,7 +420,11 @@ def serve_in_background(model_dir: str | Path, **settings) -> Iterator[str]:
     except OSError as exc:
         sock.close()
         raise LingcoderError(f"cannot listen on {host}:{port} ({exc})") from None
+    if config.engine != "lingcoder":
+        sock.close()
+        raise LingcoderError("serve_in_background runs lingcoder's own engine; for vLLM use lingcoder.vllm_server")
     settings = dataclasses.asdict(config)
+    settings.pop("engine")
     with sock, _server(settings.pop("model_dir"), **settings, log_level="warning") as server:
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="lingcoder-http",
                                   daemon=True)

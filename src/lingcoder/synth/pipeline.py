@@ -50,6 +50,7 @@ class SynthConfig:
     candidates_model: str | None = None  # the model name at candidates_url
     candidates_api_key: str | None = None
     candidates_checkpoint: str | None = None  # a checkpoint directory whose answers make DPO pairs
+    candidates_engine: str = "lingcoder"  # runs candidates_checkpoint: lingcoder's engine or vllm (its server)
     n_candidates: int = 4  # answers (or mutants) tried per problem; 0 = no DPO pairs
     candidates_temperature: float = 0.8
     candidates_max_tokens: int = 512
@@ -72,6 +73,7 @@ def synth(config: SynthConfig) -> dict:
     magpie_prefix, magpie_stop = c.magpie_prefix, c.magpie_stop
     candidates_url, candidates_model, candidates_api_key = c.candidates_url, c.candidates_model, c.candidates_api_key
     candidates_checkpoint, n_candidates = c.candidates_checkpoint, c.n_candidates
+    candidates_engine = c.candidates_engine
     candidates_temperature, candidates_max_tokens = c.candidates_temperature, c.candidates_max_tokens
     benchmarks, humaneval = c.benchmarks, c.humaneval
     started = time.monotonic()
@@ -85,7 +87,7 @@ def synth(config: SynthConfig) -> dict:
     benchmark_filter = BenchmarkFilter(DecontaminationConfig(humaneval, list(benchmarks or [])))
     files, skipped_sources = read_curated(curated)
     candidates = _candidates_backend(candidates_url, candidates_model, candidates_api_key, candidates_checkpoint,
-                                     device) if n_candidates else None
+                                     device, candidates_engine) if n_candidates else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -128,8 +130,12 @@ def synth(config: SynthConfig) -> dict:
         pairs, source = PairRun(), "none"
     elif candidates is not None:
         backend, name = candidates
-        pairs = model_pairs(verified, backend, name, n=n_candidates, temperature=candidates_temperature,
-                            max_tokens=candidates_max_tokens, **common)
+        try:
+            pairs = model_pairs(verified, backend, name, n=n_candidates, temperature=candidates_temperature,
+                                max_tokens=candidates_max_tokens, **common)
+        finally:
+            if hasattr(backend, "close"):
+                backend.close()  # a vLLM server started for the candidates
         source = f"model {name}"
     else:
         pairs, source = mutation_pairs(verified, reference_seconds, tries=n_candidates, **common), "mutation"
@@ -233,12 +239,19 @@ def _check_candidates(url, model, checkpoint) -> None:
         raise LingcoderError("--candidates-model given without --candidates-url")
 
 
-def _candidates_backend(url, model, api_key, checkpoint, device):
-    """(backend, name) of the model that answers for preference pairs, or None (mutations)."""
+def _candidates_backend(url, model, api_key, checkpoint, device, engine="lingcoder"):
+    """(backend, name) of the model that answers for preference pairs, or None (mutations). A checkpoint runs
+    on `engine`: lingcoder's own, or vLLM's server for the run."""
+    if engine not in ("lingcoder", "vllm"):
+        raise LingcoderError(f"candidates_engine {engine!r}: unknown (known: lingcoder, vllm)")
     if url:
         from lingcoder.evaluate.backends import OpenAIBackend
 
         return OpenAIBackend(url, model, api_key=api_key), model
+    if checkpoint and engine == "vllm":
+        from lingcoder.evaluate.backends import VLLMBackend
+
+        return VLLMBackend(checkpoint), Path(checkpoint).name
     if checkpoint:
         from lingcoder.evaluate.backends import CheckpointBackend
 
