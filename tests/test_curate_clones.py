@@ -1,9 +1,12 @@
 """Renamed copies (type-2 clones) are deduplicated; files that only share boilerplate are not.
 
 End to end through `lingcoder curate` on a JSONL corpus: a Python module copied with every
-identifier renamed, a JavaScript module renamed and reformatted, and two Java classes with the
-same getter/setter structure but different fields. The second run turns the renaming-proof
-view off (`curate.dedup.renamed_copies=false`), showing that word shingles alone keep both copies.
+identifier renamed, a JavaScript module renamed and reformatted, two Java classes with the
+same getter/setter structure but different fields, and a chain of five renamed files in which
+each is a near copy of the next but the two ends are not. The second run turns the
+renaming-proof view off (`curate.dedup.renamed_copies=false`), showing that word shingles alone keep
+both copies; the third drops every member of a MinHash cluster but the best
+(`curate.dedup.min_similarity=0`, datatrove's behaviour), showing that the chain is one cluster.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from lingcoder.config import load_stage_config
 from lingcoder.data.clones import clone_token_hashes, shingles
+from lingcoder.data.curate import CurateConfig
+from lingcoder.errors import LingcoderError
 
 LEDGER = '''"""A small double-entry ledger."""
 
@@ -221,16 +227,34 @@ public class Invoice {
 STRING_OR_NAME = re.compile(r'"""[\s\S]*?"""|"[^"\n]*"|\'[^\'\n]*\'|[A-Za-z_]\w*')
 
 
-def rename_every_identifier(source: str) -> str:
+def rename_every_identifier(source: str, prefix: str = "z") -> str:
     """Each identifier that is not a keyword gets a new name, consistently; strings stay as they are."""
 
     def renamed(match):
         token = match.group(0)
         if token[0] in "\"'" or keyword.iskeyword(token):
             return token
-        return "z" + token[::-1] + "_" + str(len(token))  # one-to-one: no two names collide
+        return prefix + token[::-1] + "_" + str(len(token))  # one-to-one: no two names collide
 
     return STRING_OR_NAME.sub(renamed, source)
+
+
+def rule(number: int) -> str:
+    """One of many functions of the same shape whose literals differ."""
+    return (
+        f"def rule_{number}(record, limits):\n"
+        f"    # the limits of field {number}\n"
+        f'    label = record.get("field {number}", "default {number}")\n'
+        f'    if label in ("alpha {number}", "beta {number}"):\n'
+        f"        return limits.clip(label, {number}, {number * 7 + 3})\n"
+        f'    return "rule {number}: " + label\n\n'
+    )
+
+
+# Five files of 20 rules each, each starting one rule later than the one before and renamed its own
+# way: neighbours share 19 of 21 rules (renaming-proof Jaccard 0.90), the first and the last 16 of
+# 24 (0.67). MinHash joins them all into one cluster.
+CHAIN = [rename_every_identifier("".join(rule(n) for n in range(start, start + 20)), f"v{start}") for start in range(5)]
 
 
 def jaccard(a: str, b: str, language: str) -> float:
@@ -244,6 +268,8 @@ def test_renaming_proof_shingles_ignore_renames_and_layout_but_not_content():
     assert jaccard(LEDGER, ledger_renamed, "Python") == 1.0
     assert jaccard(CART, BASKET, "JavaScript") > 0.85
     assert jaccard(CUSTOMER, INVOICE, "Java") < 0.3
+    assert jaccard(CHAIN[0], CHAIN[1], "Python") > 0.85 and jaccard(CHAIN[3], CHAIN[4], "Python") > 0.85
+    assert jaccard(CHAIN[0], CHAIN[3], "Python") > 0.7 > jaccard(CHAIN[0], CHAIN[4], "Python")
 
 
 def curate_cli(tmp_path: Path, corpus: Path, name: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict, Path]:
@@ -268,6 +294,7 @@ def runs(tmp_path_factory):
         ("fork/store", "lib/basket.js", BASKET, 2),
         ("acme/shop", "src/main/java/shop/model/Customer.java", CUSTOMER, 5),
         ("acme/billing", "src/main/java/billing/domain/Invoice.java", INVOICE, 5),
+        *((f"chain/link{i}", "rules.py", text, 10 - i) for i, text in enumerate(CHAIN)),
     ]
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text(
@@ -276,6 +303,7 @@ def runs(tmp_path_factory):
     return {
         "with": curate_cli(tmp_path, corpus, "with"),
         "without": curate_cli(tmp_path, corpus, "without", "--set", "curate.dedup.renamed_copies=false", "--verbose"),
+        "unverified": curate_cli(tmp_path, corpus, "unverified", "--set", "curate.dedup.min_similarity=0"),
     }
 
 
@@ -289,9 +317,24 @@ def test_renamed_copies_are_dropped_and_the_starred_copy_kept(runs):
 
 
 def test_same_boilerplate_different_code_is_kept(runs):
-    for _, dropped, _ in runs.values():
+    for _, dropped, _ in (runs["with"], runs["without"]):
         assert ("acme/shop", "src/main/java/shop/model/Customer.java") not in dropped
         assert ("acme/billing", "src/main/java/billing/domain/Invoice.java") not in dropped
+
+
+def test_a_chain_of_near_copies_keeps_its_far_end(runs):
+    _, unverified, _ = runs["unverified"]  # MinHash clusters the five files together ...
+    assert [("chain/link0", "rules.py") in unverified] + [
+        unverified[(f"chain/link{i}", "rules.py")]["detail"] for i in range(1, 5)
+    ] == [False] + ["kept chain/link0/rules.py"] * 4
+    _, dropped, _ = runs["with"]  # ... but the last is not a copy of the kept first one
+    assert [dropped[(f"chain/link{i}", "rules.py")]["detail"] for i in range(1, 4)] == ["kept chain/link0/rules.py"] * 3
+    assert ("chain/link0", "rules.py") not in dropped and ("chain/link4", "rules.py") not in dropped
+
+
+def test_min_similarity_outside_zero_to_one_is_refused():
+    with pytest.raises(LingcoderError, match=r"dedup.min_similarity must be in \[0, 1\], got 1.5"):
+        load_stage_config(CurateConfig, "curate", None, ["curate.dedup.min_similarity=1.5"], {"out": "o"})
 
 
 def test_word_shingles_alone_keep_renamed_copies(runs):

@@ -4,8 +4,10 @@ The pipeline (docs/pipeline.md) as datatrove stages, run by datatrove's local, R
 executor (`executors.py`):
 
 1. per file, `tasks` shards: read sources -> decode & size -> language -> rule filters -> PII &
-   secrets -> decontamination -> quality signals & score -> dedup keys + MinHash signatures;
-2. MinHash LSH buckets; 3. MinHash clusters; 4. choose the kept copy of each duplicate group;
+   secrets -> decontamination -> quality signals & score -> dedup keys + MinHash signatures
+   (and the shingle sets they came from);
+2. MinHash LSH buckets; 3. MinHash clusters; 4. choose the kept copies of each duplicate group
+   (members verified by their exact similarity to a kept copy);
 5. per shard: drop duplicates -> file-level samples (high / low) -> repository samples;
 6. the funnel: `stats.json`.
 
@@ -128,7 +130,7 @@ def build_stages(units, out: str, config: CurateConfig, tasks: int, sources_info
         QualityAnnotator(config.quality),
         DedupKeyWriter(f"{work}/dedup_keys"),
         prepared_writer(f"{work}/prepared"),
-        CodeMinhashSignature(f"{work}/minhash/signatures", config.dedup),
+        CodeMinhashSignature(f"{work}/minhash/signatures", f"{work}/minhash/shingles", config.dedup),
     ]
     finish = [
         PreparedReader(f"{work}/prepared"),
@@ -157,7 +159,11 @@ def build_stages(units, out: str, config: CurateConfig, tasks: int, sources_info
             "choose_kept",
             [
                 DuplicateResolver(
-                    f"{work}/dedup_keys", f"{work}/minhash/clusters", f"{work}/dedup/duplicates.parquet"
+                    f"{work}/dedup_keys",
+                    f"{work}/minhash/clusters",
+                    f"{work}/minhash/shingles",
+                    f"{work}/dedup/duplicates.parquet",
+                    config.dedup.min_similarity,
                 )
             ],
             1,

@@ -21,10 +21,16 @@ the word view.
 
 datatrove's own filter keeps an arbitrary member of each cluster; the paper keeps the copy from
 the repository with most stars, then the best quality score. So the clusters datatrove writes
-(`save_cluster_id`) and the exact-hash groups are merged here (a small union-find) and the
-winner of each group is chosen by (stars, score, then repo and path for determinism). The
-losers are dropped by `DuplicateFilter` with reason `exact_duplicate` or `near_duplicate`
-and the kept copy in `detail`.
+(`save_cluster_id`) and the exact-hash groups are merged here (a small union-find), and each
+group's members are taken best first (stars, score, then repo and path for determinism): the
+first is kept, and each next one is dropped as a copy of the first kept member it matches, by
+exact content hash or by an exact Jaccard similarity of at least `min_similarity` (0.7) under
+either view, computed from the shingle sets the signature step stored (shingle_sets.py). A member
+that matches no kept one is kept too: MinHash clusters chain (A~B, B~C) and LSH proposes pairs
+below the threshold, so a cluster alone is no proof that two of its files are copies.
+`min_similarity = 0` drops every member but the first, as datatrove's filter does. The losers
+are dropped by `DuplicateFilter` with reason `exact_duplicate` or `near_duplicate` and the kept
+copy in `detail`.
 """
 
 from __future__ import annotations
@@ -45,7 +51,9 @@ from datatrove.utils.text import TextNormConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from lingcoder.data.clones import CODE_WORD, cached_word_shingles, clone_token_hashes, shingles
+from lingcoder.data.shingle_sets import ShingleSets, ShingleSetWriter, jaccard
 from lingcoder.data.steps import CurationFilter
+from lingcoder.errors import LingcoderError
 
 SHIFT = np.uint64(32)
 KEY_SCHEMA = pa.schema(
@@ -90,7 +98,8 @@ class CodeWordTokenizer(WordTokenizer):
 
 @dataclass
 class DedupConfig:
-    """MinHash banding per view and whether renamed copies (type-2 clones) are looked for."""
+    """MinHash banding per view, whether renamed copies (type-2 clones) are looked for, and how similar
+    a dropped copy must be to the kept one."""
 
     n_grams: int = 5
     bands: int = 8
@@ -99,6 +108,11 @@ class DedupConfig:
     renamed_bands: int = 3  # bands of the renaming-proof view: threshold (1/3)^(1/6) = 0.83
     renamed_min_tokens: int = 100  # shorter files are compared by their words only ...
     renamed_min_identifier_share: float = 0.2  # ... and so are files with fewer names per token
+    min_similarity: float = 0.7  # exact Jaccard to a kept copy, either view, for a cluster member to be dropped
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_similarity <= 1:
+            raise LingcoderError(f"dedup.min_similarity must be in [0, 1], got {self.min_similarity}")
 
 
 def minhash_config(config: DedupConfig | None = None) -> MinhashConfig:
@@ -127,14 +141,17 @@ class CodeMinhashSignature(MinhashDedupSignature):
     for a file too short or with too few names, see the module docstring). datatrove's `run` hands
     `get_shingles` only the text, so `run` notes each document's language as it passes, and
     `get_shingles` leaves the second view for `get_signature`, which datatrove calls next for the
-    same document.
+    same document. Both views of every document also go to `shingles_folder` (`ShingleSetWriter`),
+    where `DuplicateResolver` reads them to verify the pairs MinHash proposed.
     """
 
-    def __init__(self, output_folder: str, config: DedupConfig | None = None):
+    def __init__(self, output_folder: str, shingles_folder: str, config: DedupConfig | None = None):
         self.dedup = config or DedupConfig()
         super().__init__(output_folder, config=minhash_config(self.dedup), language=CodeWordTokenizer())
+        self.shingles_folder = shingles_folder
         self._doc = None
         self._clone_shingles: np.ndarray | None = None
+        self._stored: ShingleSetWriter | None = None
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         def noting(docs):
@@ -142,7 +159,8 @@ class CodeMinhashSignature(MinhashDedupSignature):
                 self._doc = doc
                 yield doc
 
-        return super().run(noting(data), rank, world_size)
+        with ShingleSetWriter(self.shingles_folder, rank) as self._stored:
+            super().run(noting(data), rank, world_size)
 
     def get_shingles(self, text: str) -> np.ndarray:
         word_shingles = cached_word_shingles(self._doc, self.dedup.n_grams)
@@ -153,6 +171,7 @@ class CodeMinhashSignature(MinhashDedupSignature):
                 and names >= self.dedup.renamed_min_identifier_share * len(tokens)
             )
             self._clone_shingles = shingles(tokens, self.dedup.n_grams) if usable else word_shingles
+        self._stored.add(word_shingles, self._clone_shingles if self.dedup.renamed_copies else None)
         return word_shingles
 
     def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
@@ -225,14 +244,17 @@ def _read_clusters(folder: str) -> dict[tuple[int, int], int]:
 
 
 class DuplicateResolver(PipelineStep):
-    """One task: merges exact-hash groups and MinHash clusters, picks each group's winner."""
+    """One task: merges exact-hash groups and MinHash clusters, keeps each group's best copy and
+    every member that is not a verified copy of a kept one (see the module docstring)."""
 
     type = "🫂 - DEDUP"
     name = "🏆 choose kept copies"
 
-    def __init__(self, keys_folder: str, clusters_folder: str, output_file: str):
+    def __init__(self, keys_folder: str, clusters_folder: str, shingles_folder: str, output_file: str,
+                 min_similarity: float = 0.7):
         super().__init__()
         self.keys_folder, self.clusters_folder, self.output_file = keys_folder, clusters_folder, output_file
+        self.shingles_folder, self.min_similarity = shingles_folder, min_similarity
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         keys = {}
@@ -261,14 +283,13 @@ class DuplicateResolver(PipelineStep):
         groups: dict[tuple, list] = {}
         for node in keys:
             groups.setdefault(find(node), []).append((node, keys[node]))
+        stored = ShingleSets(self.shingles_folder)
         rows = []
         for members in groups.values():
             if len(members) < 2:
                 continue
             members.sort(key=lambda m: (-m[1]["stars"], -m[1]["score"], m[1]["repo"], m[1]["path"], m[0]))
-            winner = members[0][1]
-            for (loser_rank, loser_idx), loser in members[1:]:
-                kind = "exact_duplicate" if loser["exact_hash"] == winner["exact_hash"] else "near_duplicate"
+            for (loser_rank, loser_idx), loser, winner, kind in self._copies(members, stored):
                 rows.append(
                     {
                         "rank": loser_rank,
@@ -284,6 +305,34 @@ class DuplicateResolver(PipelineStep):
         os.makedirs(os.path.dirname(self.output_file), exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows, schema=DUPLICATE_SCHEMA), self.output_file)
         return iter(())
+
+    def _copies(self, members: list, stored: ShingleSets):
+        """(node, row, kept row, kind) of each member (best first) that copies an earlier kept member."""
+        kept = [members[0]]
+        shingle_sets = {}
+
+        def similar(node, other) -> bool:
+            if self.min_similarity == 0:
+                return True
+            for member in (node, other):
+                if member not in shingle_sets:
+                    shingle_sets[member] = stored.get(*member)
+            return any(
+                jaccard(mine, theirs) >= self.min_similarity
+                for mine, theirs in zip(shingle_sets[node], shingle_sets[other], strict=True)
+            )
+
+        for node, row in members[1:]:
+            copied = next((k for k in kept if k[1]["exact_hash"] == row["exact_hash"]), None)
+            kind = "exact_duplicate"
+            if copied is None:
+                copied = next((k for k in kept if similar(node, k[0])), None)
+                kind = "near_duplicate"
+            if copied is None:
+                kept.append((node, row))
+                self.stat_update("kept_not_similar_enough")
+            else:
+                yield node, row, copied[1], kind
 
 
 class DuplicateFilter(CurationFilter):
