@@ -1,10 +1,10 @@
 """How often renamed-copy dedup drops a file that is not a renamed copy (its false-positive rate).
 
-    python benchmarks/clone_precision.py [SOURCE ...] [--workers 2] [--set KEY=VALUE ...] [--keep DIR]
+    python benchmarks/clone_precision.py [SOURCE ...] [--workers 2] [--set curate.KEY=VALUE ...] [--keep DIR]
 
 Runs `lingcoder curate` twice on the same corpus (default: the embedded default corpus, this
 interpreter's standard library and packages): with the renaming-proof view and with word
-shingles only (`dedup.renamed_copies=false`). Every file the first run drops as a duplicate and
+shingles only (`curate.dedup.renamed_copies=false`). Every file the first run drops as a duplicate and
 the second keeps was dropped because of the new view. For each, the script compares the file with
 the copy that was kept, exactly (all shingles, no MinHash estimate): the Jaccard similarity of
 their renaming-proof 5-gram shingles and of their word 5-gram shingles. A drop counts as correct
@@ -13,7 +13,7 @@ view asks of near duplicates): the file is a copy of the kept one up to renaming
 Below it the drop is a false positive (LSH noise or a chain of clusters joined two files that
 are not copies). Prints every new drop, then the false positives as a share of the new drops
 and of all files, then for each run how many of all its near-duplicate drops are below the
-similarity in both views. `--set` overrides go to both runs (`--set dedup.min_similarity=0`:
+similarity in both views. `--set` overrides go to both runs (`--set curate.dedup.min_similarity=0`:
 no exact verification of MinHash clusters, every member but the kept copy dropped).
 """
 
@@ -28,8 +28,9 @@ import tempfile
 
 import pyarrow.parquet as pq
 
+from lingcoder.config import load_stage_config
 from lingcoder.data.clones import clone_token_hashes, shingles, word_shingles
-from lingcoder.data.curate import curate
+from lingcoder.data.curate import CurateConfig, curate
 
 
 def _rows(folder: str, columns: list[str]) -> list[dict]:
@@ -47,17 +48,18 @@ def main() -> None:
     parser.add_argument("sources", nargs="*", help="default: the embedded default corpus")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--min-similarity", type=float, default=0.7)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="curate.KEY=VALUE",
                         help="a curate setting for both runs (repeatable)")
     parser.add_argument("--keep", help="write the curate outputs here instead of a temporary directory")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = args.keep or tmp
         stats = {}
-        for name, overrides in (("renamed", []), ("words", ["dedup.renamed_copies=false"])):
+        for name, overrides in (("renamed", []), ("words", ["curate.dedup.renamed_copies=false"])):
+            config = load_stage_config(CurateConfig, "curate", None, args.overrides + overrides, {
+                "out": f"{base}/{name}", "sources": args.sources, "workers": args.workers, "quiet": True})
             with contextlib.redirect_stdout(io.StringIO()):
-                stats[name] = curate(args.sources or None, f"{base}/{name}", workers=args.workers,
-                                     overrides=args.overrides + overrides, quiet=True)
+                stats[name] = curate(config)
         columns = ["repo", "path", "reason", "detail"]
         drops = {run: {(r["repo"], r["path"]): r for r in _rows(f"{base}/{run}/dropped/dedup", columns)}
                  for run in ("renamed", "words")}

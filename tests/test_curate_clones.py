@@ -4,9 +4,9 @@ End to end through `lingcoder curate` on a JSONL corpus: a Python module copied 
 identifier renamed, a JavaScript module renamed and reformatted, two Java classes with the
 same getter/setter structure but different fields, and a chain of five renamed files in which
 each is a near copy of the next but the two ends are not. The second run turns the
-renaming-proof view off (`dedup.renamed_copies=false`), showing that word shingles alone keep
+renaming-proof view off (`curate.dedup.renamed_copies=false`), showing that word shingles alone keep
 both copies; the third drops every member of a MinHash cluster but the best
-(`dedup.min_similarity=0`, datatrove's behaviour), showing that the chain is one cluster.
+(`curate.dedup.min_similarity=0`, datatrove's behaviour), showing that the chain is one cluster.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from lingcoder.config import load_stage_config
 from lingcoder.data.clones import clone_token_hashes, shingles
-from lingcoder.data.curate import load_config
+from lingcoder.data.curate import CurateConfig
 from lingcoder.errors import LingcoderError
 
 LEDGER = '''"""A small double-entry ledger."""
@@ -301,8 +302,8 @@ def runs(tmp_path_factory):
     )
     return {
         "with": curate_cli(tmp_path, corpus, "with"),
-        "without": curate_cli(tmp_path, corpus, "without", "--set", "dedup.renamed_copies=false", "--verbose"),
-        "unverified": curate_cli(tmp_path, corpus, "unverified", "--set", "dedup.min_similarity=0"),
+        "without": curate_cli(tmp_path, corpus, "without", "--set", "curate.dedup.renamed_copies=false", "--verbose"),
+        "unverified": curate_cli(tmp_path, corpus, "unverified", "--set", "curate.dedup.min_similarity=0"),
     }
 
 
@@ -333,7 +334,7 @@ def test_a_chain_of_near_copies_keeps_its_far_end(runs):
 
 def test_min_similarity_outside_zero_to_one_is_refused():
     with pytest.raises(LingcoderError, match=r"dedup.min_similarity must be in \[0, 1\], got 1.5"):
-        load_config(None, ["dedup.min_similarity=1.5"])
+        load_stage_config(CurateConfig, "curate", None, ["curate.dedup.min_similarity=1.5"], {"out": "o"})
 
 
 def test_word_shingles_alone_keep_renamed_copies(runs):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from lingcoder.data.curate import CurateConfig, build_stages, curate
+from lingcoder.data.curate import CurateConfig, CurateExecutorConfig, build_stages, curate
 from lingcoder.data.executors import ExecutorConfig, build_executors
 from lingcoder.data.sources import plan_units
 from lingcoder.errors import LingcoderError
@@ -53,8 +53,9 @@ def snapshot(out: Path) -> dict:
 )
 def test_ray_executor_gives_the_same_output_as_local(tmp_path):
     source = make_corpus(tmp_path)
-    local = curate([source], str(tmp_path / "local"), workers=2, quiet=True)
-    on_ray = curate([source], str(tmp_path / "ray"), workers=2, executor="ray", quiet=True)
+    local = curate(CurateConfig(str(tmp_path / "local"), [source], workers=2, quiet=True))
+    on_ray = curate(CurateConfig(str(tmp_path / "ray"), [source], workers=2, quiet=True,
+                                executor=CurateExecutorConfig(kind="ray")))
     import ray
 
     ray.shutdown()
@@ -79,14 +80,14 @@ def slurm_partition() -> str | None:
 
 @pytest.mark.skipif(slurm_partition() is None, reason="no Slurm cluster with an idle node (.ci/start-slurm starts one)")
 def test_slurm_executor_gives_the_same_output_as_local(tmp_path):
-    """datatrove's Slurm executor through `curate(executor="slurm")`: sbatch jobs, one per stage, each
-    depending on the one before; the output equals the local executor's."""
+    """datatrove's Slurm executor through `curate` with `executor.kind = "slurm"`: sbatch jobs, one per
+    stage, each depending on the one before; the output equals the local executor's."""
     source = make_corpus(tmp_path)
-    local = curate([source], str(tmp_path / "local"), workers=2, quiet=True)
-    overrides = [f'executor.slurm_partition="{slurm_partition()}"', 'executor.slurm_time="00:30:00"',
-                 "executor.slurm_mem_per_cpu_gb=1", f'executor.slurm_venv_path="{Path(sys.prefix) / "bin/activate"}"']
-    assert curate([source], str(tmp_path / "slurm"), workers=2, executor="slurm", overrides=overrides,
-                  quiet=True) is None  # submitted
+    local = curate(CurateConfig(str(tmp_path / "local"), [source], workers=2, quiet=True))
+    slurm = CurateExecutorConfig(kind="slurm", slurm_partition=slurm_partition(), slurm_time="00:30:00",
+                                 slurm_mem_per_cpu_gb=1, slurm_venv_path=str(Path(sys.prefix) / "bin/activate"))
+    assert curate(CurateConfig(str(tmp_path / "slurm"), [source], workers=2, quiet=True,
+                               executor=slurm)) is None  # submitted
     stats_file, deadline = tmp_path / "slurm" / "stats.json", time.monotonic() + 900
     while not stats_file.exists():
         names = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout.split()
@@ -106,7 +107,7 @@ def test_slurm_executors_are_built_with_the_right_arguments(tmp_path):
     from datatrove.executor import SlurmPipelineExecutor
 
     units = plan_units([make_corpus(tmp_path)])
-    stages = build_stages(units, str(tmp_path / "out"), CurateConfig(), 4, {})
+    stages = build_stages(units, str(tmp_path / "out"), CurateConfig(str(tmp_path / "out")), 4, {})
     cfg = ExecutorConfig(
         slurm_partition="cpu", slurm_time="01:00:00", slurm_cpus_per_task=2, slurm_mem_per_cpu_gb=3
     )

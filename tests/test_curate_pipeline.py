@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lingcoder.data.curate import curate
+from lingcoder.config import load_stage_config
+from lingcoder.data.curate import CurateConfig, curate
 from lingcoder.data.decontaminate import humaneval_path
 from lingcoder.data.outputs import SAMPLE_SCHEMA
 from lingcoder.data.sources import SourceReader, Unit, plan_units, split_document_files
@@ -191,7 +192,7 @@ def corpus(tmp_path_factory) -> dict:
     (root / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet at all")
     out = root / "out"
     sources = [str(repos), str(docs), str(root / "docs.parquet"), str(root / "corrupt.parquet")]
-    stats = curate(sources, str(out), workers=1, quiet=True)
+    stats = curate(CurateConfig(str(out), sources, workers=1, quiet=True))
     return {"root": root, "out": out, "stats": stats, "sources": sources}
 
 
@@ -363,7 +364,7 @@ def test_cli_reports_bad_source_in_one_line(tmp_path):
 def test_output_dir_that_is_not_a_curate_output_is_refused(tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(LingcoderError, match="not empty"):
-        curate([str(tmp_path)], str(tmp_path), workers=1, quiet=True)
+        curate(CurateConfig(str(tmp_path), [str(tmp_path)], workers=1, quiet=True))
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 
 
@@ -393,7 +394,7 @@ def test_cli_runs_with_overrides_and_a_learned_classifier(tmp_path):
         "--classifier-data",
         str(labels),
         "--set",
-        "quality.high_quality_threshold=0",
+        "curate.quality.high_quality_threshold=0",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -407,18 +408,17 @@ def test_cli_runs_with_overrides_and_a_learned_classifier(tmp_path):
 def test_unknown_threshold_is_a_clear_error(tmp_path):
     write(tmp_path / "repo/a.py", "a = 1\n")
     with pytest.raises(LingcoderError, match=r"rules\.max_lines_length: unknown key"):
-        curate(
-            [str(tmp_path / "repo")], str(tmp_path / "out"), workers=1, overrides=["rules.max_lines_length=5"]
-        )
+        curate(load_stage_config(CurateConfig, "curate", None, ["curate.rules.max_lines_length=5"],
+                                 {"out": str(tmp_path / "out"), "sources": [str(tmp_path / "repo")], "workers": 1}))
 
 
 def test_thresholds_load_from_toml_and_overrides(tmp_path):
-    from lingcoder.data.curate import load_config
-
     path = tmp_path / "curate.toml"
-    toml = "min_repo_files = 3\n[rules]\nmax_line_length = 50\n[quality]\nhigh_quality_threshold = 10\n"
+    toml = ('[curate]\nout = "o"\nmin_repo_files = 3\n[curate.rules]\nmax_line_length = 50\n'
+            "[curate.quality]\nhigh_quality_threshold = 10\n")
     path.write_text(toml)
-    cfg = load_config(str(path), ["rules.max_line_length=70", "default_corpus.max_total_bytes=1000"])
+    cfg = load_stage_config(CurateConfig, "curate", path,
+                            ["curate.rules.max_line_length=70", "curate.default_corpus.max_total_bytes=1000"])
     assert cfg.rules.max_line_length == 70 and cfg.quality.high_quality_threshold == 10.0
     assert cfg.min_repo_files == 3
     assert cfg.default_corpus.max_total_bytes == 1000

@@ -28,7 +28,7 @@ from scipy import stats as scipy_stats
 
 from lingcoder import expert_usage as expert_usage_module
 from lingcoder.cli import main
-from lingcoder.data.curate import curate
+from lingcoder.data.curate import CurateConfig, curate
 from lingcoder.data.decontaminate import humaneval_path
 from lingcoder.data.shards import TokenIndex
 from lingcoder.data.split import is_held_out
@@ -173,7 +173,7 @@ def run_dir(tmp_path_factory) -> Path:
     """A run directory written by the real stages (a few seconds of pretraining)."""
     base = tmp_path_factory.mktemp("report")
     run = base / "run"
-    curate([str(make_corpus(base / "corpus"))], str(run / "curated"), workers=1, quiet=True)
+    curate(CurateConfig(str(run / "curated"), [str(make_corpus(base / "corpus"))], workers=1, quiet=True))
     train_tokenizer_on_parquet(TokenizerTrainConfig(run / "curated", run / "tokenizer", vocab_size=512))
     tokenize(TokenizeConfig(run / "tokenizer", run / "tokens", curated=run / "curated", val_fraction=0.5,
                             seed=split_seed(run / "curated"), workers=1))

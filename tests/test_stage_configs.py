@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from lingcoder.cli import app
 from lingcoder.config import ConfigError, from_dict, load_stage_config, load_toml, stage_config_from_table
+from lingcoder.data.curate import CurateConfig
 from lingcoder.data.tokenize import TokenizeConfig, TokenizerTrainConfig
 from lingcoder.evaluate.runner import EvalConfig
 from lingcoder.experiment import ExperimentConfig
@@ -26,6 +27,13 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 # command line -> (module, function the command calls, config class, table, the same settings as a table)
 COMMANDS = {
+    "curate": (
+        ["curate", "repos", "more.jsonl", "--out", "o", "--workers", "3", "--executor", "ray", "--benchmark", "b.jsonl",
+         "--classifier-data", "labels.jsonl", "--quiet", "--verbose"],
+        "lingcoder.data.curate", "curate", CurateConfig, "curate",
+        {"sources": ["repos", "more.jsonl"], "out": "o", "workers": 3, "executor": {"kind": "ray"},
+         "benchmarks": ["b.jsonl"], "classifier_data": "labels.jsonl", "quiet": True, "verbose": True},
+    ),
     "eval": (
         ["eval", "--out", "o", "--benchmark", "mbpp", "--n", "5", "--temperature", "0.8", "--k", "1,5",
          "--stop", "x", "--no-namespaces", "--limit", "3", "--task", "t/1"],
@@ -92,9 +100,15 @@ def built_config(monkeypatch, args: list[str], module: str, function: str):
 
 
 def write_table(path: Path, table: str, values: dict) -> Path:
-    lines = [f"[{table}]"] + [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    lines = [f"[{table}]"] + [f"{key} = {toml_value(value)}" for key, value in values.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def toml_value(value) -> str:
+    if isinstance(value, dict):  # an inline table
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -124,6 +138,20 @@ def test_layers_stack_defaults_file_set_flags(monkeypatch, tmp_path):
     assert through_cli == layered
 
 
+def test_a_flag_sets_one_key_of_a_nested_table(monkeypatch, tmp_path):
+    """`--executor` sets `[curate.executor] kind` and keeps the table's Ray and Slurm options."""
+    path = tmp_path / "curate.toml"
+    path.write_text('[curate]\nout = "o"\n[curate.executor]\nkind = "ray"\nslurm_partition = "cpu"\n'
+                    "[curate.rules]\nmax_line_length = 50\n")
+    args = ["curate", "--config", str(path), "--set", "curate.rules.max_line_length=70"]
+    from_file = built_config(monkeypatch, args, "lingcoder.data.curate", "curate")
+    assert (from_file.executor.kind, from_file.executor.slurm_partition) == ("ray", "cpu")
+    assert from_file.rules.max_line_length == 70
+    flagged = built_config(monkeypatch, [*args, "--executor", "slurm"], "lingcoder.data.curate", "curate")
+    assert (flagged.executor.kind, flagged.executor.slurm_partition) == ("slurm", "cpu")
+    assert flagged.rules.max_line_length == 70 and flagged.out == "o"
+
+
 @pytest.mark.parametrize(("given", "message"), [
     ({"tempreature": 1.0}, "eval.tempreature: unknown key"),
     ({"n": "many"}, "eval.n: expected int, got 'many'"),
@@ -145,6 +173,11 @@ def test_typos_and_wrong_types_name_the_key(given, message, tmp_path):
     (["serve", "m", "--set", "serve.port=high"], "serve.port: expected int"),
     (["generate", "--model", "m"], "generate.prompts: required"),
     (["experiment", "r", "--config", "missing.toml"], "missing.toml: config file not found"),
+    (["curate", "r"], "curate.out: required"),
+    (["curate", "r", "--out", "o", "--executor", "spark"], r"curate.executor.kind: expected one of \['local'"),
+    (["curate", "r", "--out", "o", "--set", "rules.max_line_length=5"], r"reads the \[curate\] table only"),
+    (["curate", "r", "--out", "o", "--set", "curate.rules.max_line_lenght=5"],
+     "curate.rules.max_line_lenght: unknown key"),
 ])
 def test_the_command_line_names_the_bad_key(args, message):
     result = CliRunner().invoke(app, args)
@@ -159,6 +192,8 @@ def test_the_command_line_names_the_bad_key(args, message):
     ('tokenize.val_fraction="x"', "tokenize.val_fraction: expected float"),
     ("tokenizer.vocab_size=1.5", "tokenizer.vocab_size: expected int"),
     ("sft.epochs=false", "sft.epochs: expected int"),
+    ("curate.executor.kind=\"spark\"", "curate.executor.kind: expected one of"),
+    ("curate.executor.kind=\"slurm\"", "curate.executor.kind: the recipe needs curation done"),
 ])
 def test_recipe_check_type_checks_every_table(override, message, tmp_path):
     config = tmp_path / "tiny.toml"

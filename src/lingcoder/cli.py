@@ -332,12 +332,12 @@ def dpo_cmd(
 # -- curate ----------------------------------------------------------------------------------------
 @app.command()
 def curate(
-    out: Annotated[str, typer.Option("--out", help="Output directory (layout: lingcoder.data.curate).")],
     sources: Annotated[
         list[str] | None,
         typer.Argument(help="Repositories, directories of repositories, git checkouts, .jsonl or .parquet "
                        "files. None: this interpreter's standard library and installed packages."),
     ] = None,
+    out: Annotated[str | None, typer.Option(help="Output directory (layout: lingcoder.data.curate).")] = None,
     workers: Annotated[int | None, typer.Option(help="Local worker processes (default: all cores).")] = None,
     executor: Annotated[str | None, typer.Option(help="local, ray or slurm (default: local).")] = None,
     benchmark: Annotated[
@@ -346,22 +346,21 @@ def curate(
     classifier_data: Annotated[
         str | None, typer.Option(help="Labelled JSONL (content, label) to train the quality classifier.")
     ] = None,
-    config: Annotated[str | None, typer.Option(help="TOML file of thresholds (CurateConfig).")] = None,
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a threshold, e.g. rules.max_line_length=2000.")
-    ] = None,
-    quiet: Annotated[bool | None, typer.Option("--quiet", help="Print only the funnel table.")]
-    = None,
+    quiet: Annotated[bool | None, typer.Option("--quiet", help="Print only the funnel table.")] = None,
     verbose: Annotated[bool | None, typer.Option(help="Also show datatrove's logs (always in OUT/_work/logs).")]
     = None,
+    config: Annotated[str | None, _config_option("curate")] = None,
+    set_: Annotated[list[str] | None, _set_option("curate", "rules.max_line_length=2000")] = None,
 ) -> None:
     """Curate code data: filter, redact, deduplicate, decontaminate, score, build repository samples."""
+    from lingcoder.data.curate import CurateConfig
     from lingcoder.data.curate import curate as run_curate
 
-    # the library's defaults stand for what was not given
-    given = {"executor": executor, "quiet": quiet, "verbose": verbose}
-    run_curate(sources, out, workers, benchmarks=benchmark, classifier_data=classifier_data, config=config,
-               overrides=overrides, **{k: v for k, v in given.items() if v is not None})
+    run_curate(_stage_config(
+        CurateConfig, "curate", config, set_, sources=sources, out=out, workers=workers,
+        executor={"kind": executor} if executor is not None else None, benchmarks=benchmark,
+        classifier_data=classifier_data, quiet=quiet, verbose=verbose,
+    ))
 
 
 # -- eval ------------------------------------------------------------------------------------------

@@ -90,11 +90,12 @@ def load_stage_config(cls: type[T], table: str, path: str | Path | None = None, 
 
 
 def stage_config_from_table(cls: type[T], data: dict[str, Any], table: str, /, **fields: Any) -> T:
-    """The `[table]` of a whole config already read, with `fields` set over it (a run's paths, given flags)."""
+    """The `[table]` of a whole config already read, with `fields` set over it (a run's paths, given flags).
+    A dict sets keys of a nested table and keeps its others (`executor={"kind": "ray"}`)."""
     section = data.get(table, {})
     if not isinstance(section, dict):
         raise ConfigError(f"{table}: expected a table, got {type(section).__name__}")
-    return from_dict(cls, {**section, **fields}, where=table)
+    return from_dict(cls, _merge(section, fields), where=table)
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
@@ -184,6 +185,14 @@ def _type_error(where: str, expected: str, value: Any) -> ConfigError:
 
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
+
+
+def _merge(table: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(table)
+    for key, value in over.items():
+        below = merged.get(key)
+        merged[key] = _merge(below, value) if isinstance(value, dict) and isinstance(below, dict) else value
+    return merged
 
 
 def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:

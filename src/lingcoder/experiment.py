@@ -235,16 +235,16 @@ def _data(context: _Context, data: str) -> tuple[Path, dict | None]:
 
 
 def _raw_tokens(context: _Context, curated_index: TokenIndex) -> Path:
-    from lingcoder.data.curate import raw_corpus
+    from lingcoder.config import stage_config_from_table
+    from lingcoder.data.curate import CurateConfig, raw_corpus
     from lingcoder.data.tokenize import TokenizeConfig, tokenize
 
     root = context.run / "experiment" / "raw"
     raw_tokens = root / "tokens"
     if not (raw_tokens / "index.json").exists():
-        settings = dict(context.base.get("curate", {}))
-        sources = settings.pop("sources", [])
         context.console.rule("[bold]raw corpus[/] (the same sources, uncurated)")
-        count = raw_corpus(sources or None, str(root / "documents"), workers=context.workers, config=settings)
+        count = raw_corpus(stage_config_from_table(CurateConfig, context.base, "curate", out=str(root / "documents"),
+                                                   workers=context.workers or 0, quiet=True, verbose=False))
         context.console.print(f"{count:,} raw documents")
         # The run's tokenizer, FIM and document split: a held-out file is held out in both corpora.
         split = curated_index.data

@@ -12,11 +12,11 @@ reruns the stage it touches and every stage after it. Stages whose table is abse
 (`[synth]`, `[sft]`, `[dpo]`, `[eval]`) are left out. The report is rebuilt on every run.
 
 One TOML file configures everything: `[run]` belongs to the recipe; every other table is a stage's
-own config, the same one its command reads with `--config` (`[curate]`: curation's `CurateConfig` plus
-`sources`; `[tokenizer]`, `[tokenize]`, `[synth]`, `[eval]`; `[model]`, `[data]`, `[train]`,
-`[[phases]]`, `[sft]`, `[dpo]` for training). Each stage builds its typed config object from its
-table with the run's paths filled in as fields; all of them are built before the first stage runs,
-so a typo or a wrong type anywhere fails at once (and `--check` does only that).
+own config, the same one its command reads with `--config` (`[curate]`, `[tokenizer]`, `[tokenize]`,
+`[synth]`, `[eval]`; `[model]`, `[data]`, `[train]`, `[[phases]]`, `[sft]`, `[dpo]` for training). Each
+stage builds its typed config object from its table with the run's paths filled in as fields; all of
+them are built before the first stage runs, so a typo or a wrong type anywhere fails at once (and
+`--check` does only that).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lingcoder.config import apply_overrides, from_dict, load_toml, stage_config_from_table
+from lingcoder.config import ConfigError, apply_overrides, from_dict, load_toml, stage_config_from_table
 from lingcoder.errors import LingcoderError
 from lingcoder.runfiles import complete_checkpoints, no_expert_usage_reason
 from lingcoder.train.config import pretrain_config_from_dict
@@ -96,22 +96,21 @@ def _tables(*names: str) -> Callable[[dict], Any]:
     return lambda data: {name: data.get(name) for name in names}
 
 
-def _curate_config(run: Run) -> tuple[list[str], Any]:
-    from lingcoder.data.curate import load_config
+def _curate_config(run: Run):
+    from lingcoder.data.curate import CurateConfig
 
-    settings = run.table("curate")
-    sources = settings.pop("sources", [])
-    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
-        raise LingcoderError(f"curate.sources: expected a list of paths, got {sources!r}")
-    return sources, load_config(settings)
+    config = stage_config_from_table(CurateConfig, run.data, "curate", out=str(run.dir / "curated"),
+                                     workers=run.workers, quiet=True, verbose=run.verbose)
+    if config.executor.kind == "slurm":  # submitted jobs would finish after the next stage starts
+        raise ConfigError("curate.executor.kind: the recipe needs curation done before tokenizing; use local or "
+                          "ray, or run `lingcoder curate --executor slurm` on its own")
+    return config
 
 
 def _curate(run: Run, resume: bool) -> list[Path]:
     from lingcoder.data.curate import curate
 
-    sources, config = _curate_config(run)
-    curate(sources or None, str(run.dir / "curated"), workers=run.workers, config=config, quiet=True,
-           verbose=run.verbose)
+    curate(_curate_config(run))
     return [run.dir / "curated"]
 
 

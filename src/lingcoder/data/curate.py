@@ -28,17 +28,17 @@ Every input file is either in `file/` or in `dropped/` (`stats.json` `unaccounte
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import json
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupCluster
 
-from lingcoder.config import apply_overrides, from_dict, load_toml
 from lingcoder.data.classifier import QualityClassifier
 from lingcoder.data.decontaminate import DecontaminationConfig, Decontaminator
 from lingcoder.data.dedup import (
@@ -70,9 +70,24 @@ OUTPUT_ENTRIES = ("file", "repo", "dropped", "_work", "stats.json")
 
 
 @dataclass
-class CurateConfig:
-    """Every threshold of the pipeline; load from TOML and override with `--set section.key=value`."""
+class CurateExecutorConfig(ExecutorConfig):
+    """Which datatrove executor runs the stages (`--executor`), and its options."""
 
+    kind: Literal["local", "ray", "slurm"] = "local"
+
+
+@dataclass
+class CurateConfig:
+    """`lingcoder curate` (the recipe's `[curate]` table): what to read, where to write, and every
+    threshold of the pipeline (`[curate.rules]`, `[curate.dedup]`, ... ; `--set curate.rules.x=...`)."""
+
+    out: str  # output directory (layout: this module's docstring)
+    sources: list[str] = field(default_factory=list)  # empty: the default corpus (stdlib and installed packages)
+    workers: int = 0  # local worker processes; 0 = every core
+    benchmarks: list[str] = field(default_factory=list)  # extra benchmark JSONL to decontaminate against
+    classifier_data: str | None = None  # labelled JSONL (content, label) to train the quality classifier
+    quiet: bool = False  # print only the funnel table
+    verbose: bool = False  # also show datatrove's logs on the console (always in out/_work/logs)
     rules: RuleThresholds = field(default_factory=RuleThresholds)
     languages: LanguageRules = field(default_factory=LanguageRules)
     pii: PiiConfig = field(default_factory=PiiConfig)
@@ -80,16 +95,8 @@ class CurateConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     default_corpus: DefaultCorpus = field(default_factory=DefaultCorpus)
-    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    executor: CurateExecutorConfig = field(default_factory=CurateExecutorConfig)
     min_repo_files: int = 2
-
-
-def load_config(path: str | dict | CurateConfig | None = None, overrides: list[str] | None = None) -> CurateConfig:
-    """From a TOML file of CurateConfig fields, or from such a table already read (a recipe's [curate])."""
-    if isinstance(path, CurateConfig):
-        return from_dict(CurateConfig, apply_overrides(dataclasses.asdict(path), overrides or []))
-    data = path if isinstance(path, dict) else load_toml(path) if path else {}
-    return from_dict(CurateConfig, apply_overrides(data, overrides or []))
 
 
 def prepare_output_dir(out: Path) -> None:
@@ -166,77 +173,68 @@ def build_stages(units, out: str, config: CurateConfig, tasks: int, sources_info
     ]
 
 
-def curate(
-    sources: list[str] | None = None,
-    out: str = "curated",
-    workers: int | None = None,
-    executor: str = "local",
-    benchmarks: list[str] | None = None,
-    classifier_data: str | None = None,
-    config: str | dict | CurateConfig | None = None,
-    overrides: list[str] | None = None,
-    quiet: bool = False,
-    verbose: bool = False,
-) -> dict | None:
-    """Curate SOURCES (default: this interpreter's stdlib and packages) into `out`; return stats.json.
+def curate(config: CurateConfig) -> dict | None:
+    """Curate `config.sources` (default: this interpreter's stdlib and packages) into `config.out`;
+    return stats.json.
 
     Prints the funnel table at the end, and unless `quiet` a one-line summary. datatrove's logs
     (each task's start, progress and statistics) go to the log files under `out/_work/logs/`;
-    `verbose` also shows them on the console. With `executor="slurm"` the jobs are submitted and
-    None is returned (stats.json appears when the last job finishes).
+    `verbose` also shows them on the console. With `executor.kind = "slurm"` the jobs are submitted
+    and None is returned (stats.json appears when the last job finishes).
     """
-    cfg = load_config(config, overrides)
-    cfg.decontamination.benchmark_files += list(benchmarks or [])
+    cfg = copy.deepcopy(config)  # the benchmarks and the trained classifier are filled in below
+    cfg.decontamination.benchmark_files += cfg.benchmarks
     for path in cfg.decontamination.benchmark_files:
         if not os.path.isfile(path):
             raise LingcoderError(f"benchmark {path}: no such file")
-    units, sources_info = _plan(sources, cfg)
-    out_path = Path(out).resolve()
+    units, sources_info = _plan(cfg.sources, cfg)
+    out_path = Path(cfg.out).resolve()
     prepare_output_dir(out_path)
     out = str(out_path)
-    if classifier_data:
+    if cfg.classifier_data:
         model = f"{out}/_work/quality_classifier.npz"
         os.makedirs(os.path.dirname(model), exist_ok=True)
-        QualityClassifier.train(classifier_data).save(model)
+        QualityClassifier.train(cfg.classifier_data).save(model)
         cfg.quality.classifier_path = model
-    workers = workers or os.cpu_count() or 1
+    workers = cfg.workers or os.cpu_count() or 1
     units = split_document_files(units, workers)  # a lone JSONL or Parquet file still keeps every worker busy
     tasks = max(1, min(len(units), 4 * workers))  # several per worker: uneven repositories balance out
     stages = build_stages(units, out, cfg, tasks, sources_info)
     started = time.monotonic()
-    submitted = run_stages(stages, executor, workers, f"{out}/_work/logs", cfg.executor, quiet=not verbose)
+    submitted = run_stages(stages, cfg.executor.kind, workers, f"{out}/_work/logs", cfg.executor,
+                           quiet=not cfg.verbose)
     if not submitted:
         return None
     stats = json.loads((out_path / "stats.json").read_text())
     stats["seconds"] = round(time.monotonic() - started, 2)
     (out_path / "stats.json").write_text(json.dumps(stats, indent=2))
     print(funnel_table(stats))
-    if not quiet:
+    if not cfg.quiet:
         print(f"curated {stats['documents_in']:,} files in {stats['seconds']:.1f}s -> {out}")
     return stats
 
 
-def raw_corpus(sources: list[str] | None, out: str, workers: int | None = None, config: str | dict | None = None,
-               quiet: bool = True) -> int:
-    """The uncurated twin of `curate` (for the curated-vs-raw experiment): every file the readers can
-    decode whose language is known, as-is (no rules, PII redaction, decontamination, dedup or quality
-    split), written to `out/raw/` in the curated schema. Returns the number of documents written."""
+def raw_corpus(config: CurateConfig) -> int:
+    """The uncurated twin of `curate` (for the curated-vs-raw experiment): every file of `config.sources`
+    the readers can decode whose language is known, as-is (no rules, PII redaction, decontamination, dedup
+    or quality split), written to `config.out/raw/` in the curated schema, always by local processes.
+    Returns the number of documents written."""
     import pyarrow.parquet as pq
 
-    cfg = load_config(config)
-    units, _ = _plan(sources, cfg)
-    out_path = Path(out).resolve()
+    units, _ = _plan(config.sources, config)
+    out_path = Path(config.out).resolve()
     shutil.rmtree(out_path, ignore_errors=True)
     out_path.mkdir(parents=True)
-    steps = [SourceReader(units, cfg.rules.max_file_bytes), DecodeSizeFilter(out_dir=str(out_path)),
-             LanguageFilter(cfg.languages, out_dir=str(out_path)), sample_writer(f"{out_path}/raw")]
-    workers = workers or os.cpu_count() or 1
+    steps = [SourceReader(units, config.rules.max_file_bytes), DecodeSizeFilter(out_dir=str(out_path)),
+             LanguageFilter(config.languages, out_dir=str(out_path)), sample_writer(f"{out_path}/raw")]
+    workers = config.workers or os.cpu_count() or 1
     tasks = max(1, min(len(units), 4 * workers))
-    run_stages([("raw", steps, tasks)], "local", workers, f"{out_path}/_work/logs", cfg.executor, quiet=quiet)
+    run_stages([("raw", steps, tasks)], "local", workers, f"{out_path}/_work/logs", config.executor,
+               quiet=not config.verbose)
     return sum(pq.ParquetFile(path).metadata.num_rows for path in (out_path / "raw").glob("*.parquet"))
 
 
-def _plan(sources: list[str] | None, cfg: CurateConfig) -> tuple[list, dict]:
+def _plan(sources: list[str], cfg: CurateConfig) -> tuple[list, dict]:
     """The units to read (given sources, or the default corpus) and how they were chosen."""
     if sources:
         units, sources_info = plan_units(sources), {"given": list(sources)}

@@ -95,7 +95,8 @@ def build_executors(stages: list[tuple], kind: str, workers: int, logging_dir: s
 
             if not cfg.slurm_partition:
                 raise LingcoderError(
-                    "--executor slurm needs a partition: --set executor.slurm_partition=NAME"
+                    "--executor slurm needs a partition: --set curate.executor.slurm_partition=NAME "
+                    "(tokenize: tokenize.executor_options.slurm_partition)"
                 )
             executor = SlurmPipelineExecutor(
                 job_name=f"curate_{name}",
