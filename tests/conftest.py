@@ -38,6 +38,41 @@ moe_intermediate_size = 16
 intermediate_size = 48
 """
 
+# A recipe up to pretraining on a `repos` directory of files, for `str.format(model=..., repos=..., workers=...)`.
+RECIPE_PRETRAIN_TABLES = """
+[run]
+out = "unused"
+workers = {workers}
+
+[curate]
+sources = ["{repos}"]
+quality = {{ high_quality_threshold = 40.0 }}  # most of these files are high quality: a held-out set exists
+
+[tokenizer]
+vocab_size = 512
+
+[tokenize]
+val_fraction = 0.5
+
+{model}
+[data]
+seq_len = 64
+eval_tokens = 2048
+
+[train]
+micro_batch_size = 4
+eval_every = 4
+checkpoint_every = 4
+keep_checkpoints = 3
+
+[[phases]]
+name = "one"
+tokens = 2048
+mixture = {{ "file-high" = 1.0 }}  # the 2 repository samples may both fall in validation
+schedule = {{ kind = "cosine", lr_start = 3e-3, lr_end = 3e-4 }}
+
+"""
+
 
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():

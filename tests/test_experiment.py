@@ -22,40 +22,7 @@ from lingcoder.study import load_study, shipped_studies
 from lingcoder.study_stats import paired_difference, summarize
 from lingcoder.train.config import pretrain_config_from_dict
 
-from .conftest import MICRO_MODEL_TABLE
-
-CONFIG = """
-[run]
-out = "unused"
-workers = 1
-
-[curate]
-sources = ["{repos}"]
-quality = {{ high_quality_threshold = 40.0 }}  # most of these files are high quality: a held-out set exists
-
-[tokenizer]
-vocab_size = 512
-
-[tokenize]
-val_fraction = 0.5
-
-{model}
-[data]
-seq_len = 64
-eval_tokens = 2048
-
-[train]
-micro_batch_size = 4
-eval_every = 4
-checkpoint_every = 4
-keep_checkpoints = 3
-
-[[phases]]
-name = "one"
-tokens = 2048
-mixture = {{ "file-high" = 1.0 }}
-schedule = {{ kind = "cosine", lr_start = 3e-3, lr_end = 3e-4 }}
-"""
+from .conftest import MICRO_MODEL_TABLE, RECIPE_PRETRAIN_TABLES
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +37,7 @@ def tokenized_run(tmp_path_factory) -> Path:
     for module in modules:
         shutil.copy(stdlib / f"{module}.py", root / "repos" / "lib" / f"{module}.py")
     config = root / "recipe.toml"
-    config.write_text(CONFIG.format(model=MICRO_MODEL_TABLE, repos=root / "repos"))
+    config.write_text(RECIPE_PRETRAIN_TABLES.format(model=MICRO_MODEL_TABLE, repos=root / "repos", workers=1))
     run = root / "run"
     recipe(config, out=run, until="tokenize")
     return run

@@ -14,40 +14,9 @@ from lingcoder.errors import LingcoderError
 from lingcoder.experiment import completion_loss
 from lingcoder.recipe import recipe
 
-from .conftest import MICRO_MODEL_TABLE
+from .conftest import MICRO_MODEL_TABLE, RECIPE_PRETRAIN_TABLES
 
-CONFIG = """
-[run]
-out = "unused"
-workers = 2
-
-[curate]
-sources = ["{repos}"]
-quality = {{ high_quality_threshold = 40.0 }}  # most of these files are high quality: a held-out set exists
-
-[tokenizer]
-vocab_size = 512
-
-[tokenize]
-val_fraction = 0.5
-
-{model}
-[data]
-seq_len = 64
-eval_tokens = 2048
-
-[train]
-micro_batch_size = 4
-eval_every = 4
-checkpoint_every = 4
-keep_checkpoints = 3
-
-[[phases]]
-name = "one"
-tokens = 2048
-mixture = {{ "file-high" = 1.0 }}  # the 2 repository samples may both fall in validation
-schedule = {{ kind = "cosine", lr_start = 3e-3, lr_end = 3e-4 }}
-
+CONFIG = RECIPE_PRETRAIN_TABLES + """
 [synth]
 max_problems = 8
 
@@ -89,7 +58,7 @@ def config(tmp_path_factory) -> Path:
         for module in modules:
             shutil.copy(stdlib / f"{module}.py", root / "repos" / repo / f"{module}.py")
     path = root / "recipe.toml"
-    path.write_text(CONFIG.format(model=MICRO_MODEL_TABLE, repos=root / "repos"))
+    path.write_text(CONFIG.format(model=MICRO_MODEL_TABLE, repos=root / "repos", workers=2))
     return path
 
 
