@@ -66,29 +66,20 @@ class SynthConfig:
 def synth(config: SynthConfig) -> dict:
     """Write OUT/sft.jsonl, OUT/dpo.jsonl, OUT/dropped.jsonl and OUT/stats.json; return the stats."""
     c = config
-    curated, out, seed, timeout, device, max_problems = c.curated, c.out, c.seed, c.timeout, c.device, c.max_problems
-    teacher_url, teacher_model, teacher_api_key = c.teacher_url, c.teacher_model, c.teacher_api_key
-    teacher_modes, teacher_problems = c.teacher_modes, c.teacher_problems
-    teacher_temperature, teacher_max_tokens = c.teacher_temperature, c.teacher_max_tokens
-    magpie_prefix, magpie_stop = c.magpie_prefix, c.magpie_stop
-    candidates_url, candidates_model, candidates_api_key = c.candidates_url, c.candidates_model, c.candidates_api_key
-    candidates_checkpoint, n_candidates = c.candidates_checkpoint, c.n_candidates
-    candidates_engine = c.candidates_engine
-    candidates_temperature, candidates_max_tokens = c.candidates_temperature, c.candidates_max_tokens
-    benchmarks, humaneval = c.benchmarks, c.humaneval
     started = time.monotonic()
     workers = c.workers or os.cpu_count() or 1
-    if n_candidates < 0 or workers < 1 or max_problems < 0 or timeout <= 0:
-        raise LingcoderError(f"n_candidates={n_candidates}, workers={workers}, max_problems={max_problems}, "
-                             f"timeout={timeout}: need n_candidates, max_problems >= 0, workers >= 1, timeout > 0")
-    _check_candidates(candidates_url, candidates_model, candidates_checkpoint)
-    teacher = _teacher_config(teacher_url, teacher_model, teacher_api_key, teacher_modes, teacher_problems,
-                              teacher_temperature, teacher_max_tokens, magpie_prefix, magpie_stop)
-    benchmark_filter = BenchmarkFilter(DecontaminationConfig(humaneval, list(benchmarks or [])))
-    files, skipped_sources = read_curated(curated)
-    candidates = _candidates_backend(candidates_url, candidates_model, candidates_api_key, candidates_checkpoint,
-                                     device, candidates_engine) if n_candidates else None
-    out = Path(out)
+    if c.n_candidates < 0 or workers < 1 or c.max_problems < 0 or c.timeout <= 0:
+        raise LingcoderError(f"n_candidates={c.n_candidates}, workers={workers}, max_problems={c.max_problems}, "
+                             f"timeout={c.timeout}: need n_candidates, max_problems >= 0, workers >= 1, timeout > 0")
+    _check_candidates(c.candidates_url, c.candidates_model, c.candidates_checkpoint)
+    teacher = _teacher_config(c.teacher_url, c.teacher_model, c.teacher_api_key, c.teacher_modes,
+                              c.teacher_problems, c.teacher_temperature, c.teacher_max_tokens, c.magpie_prefix,
+                              c.magpie_stop)
+    benchmark_filter = BenchmarkFilter(DecontaminationConfig(c.humaneval, list(c.benchmarks or [])))
+    files, skipped_sources = read_curated(c.curated)
+    candidates = _candidates_backend(c.candidates_url, c.candidates_model, c.candidates_api_key,
+                                     c.candidates_checkpoint, c.device, c.candidates_engine) if c.n_candidates else None
+    out = Path(c.out)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     funnel = Funnel()
@@ -103,7 +94,7 @@ def synth(config: SynthConfig) -> dict:
         from lingcoder.evaluate.backends import OpenAIBackend
 
         clock = time.monotonic()
-        asker = Teacher(OpenAIBackend(teacher.url, teacher.model, api_key=teacher.api_key), teacher, seed)
+        asker = Teacher(OpenAIBackend(teacher.url, teacher.model, api_key=teacher.api_key), teacher, c.seed)
         taught = asker.generate(seeds)
         funnel.add(taught.seen, taught.drops)
         batch.samples += taught.samples
@@ -111,9 +102,9 @@ def synth(config: SynthConfig) -> dict:
         seconds["teacher"] = time.monotonic() - clock
 
     samples = _filter(batch.samples, funnel, benchmark_filter)
-    samples = _limit(samples, funnel, max_problems, seed)
+    samples = _limit(samples, funnel, c.max_problems, c.seed)
     clock = time.monotonic()
-    verdicts = run_all([(s.solution, s.tests) for s in samples], workers=workers, timeout=timeout, sandbox=sandbox)
+    verdicts = run_all([(s.solution, s.tests) for s in samples], workers=workers, timeout=c.timeout, sandbox=sandbox)
     verified, reference_seconds = [], []
     for sample, verdict in zip(samples, verdicts, strict=True):
         if verdict.passed:
@@ -125,20 +116,20 @@ def synth(config: SynthConfig) -> dict:
     seconds["verify"] = time.monotonic() - clock
 
     clock = time.monotonic()
-    common = {"seed": seed, "workers": workers, "timeout": timeout, "sandbox": sandbox}
-    if not n_candidates:
+    common = {"seed": c.seed, "workers": workers, "timeout": c.timeout, "sandbox": sandbox}
+    if not c.n_candidates:
         pairs, source = PairRun(), "none"
     elif candidates is not None:
         backend, name = candidates
         try:
-            pairs = model_pairs(verified, backend, name, n=n_candidates, temperature=candidates_temperature,
-                                max_tokens=candidates_max_tokens, **common)
+            pairs = model_pairs(verified, backend, name, n=c.n_candidates, temperature=c.candidates_temperature,
+                                max_tokens=c.candidates_max_tokens, **common)
         finally:
             if hasattr(backend, "close"):
                 backend.close()  # a vLLM server started for the candidates
         source = f"model {name}"
     else:
-        pairs, source = mutation_pairs(verified, reference_seconds, tries=n_candidates, **common), "mutation"
+        pairs, source = mutation_pairs(verified, reference_seconds, tries=c.n_candidates, **common), "mutation"
     _decontaminate_pairs(pairs, benchmark_filter)
     funnel.add({}, pairs.drops)
     seconds["dpo"] = time.monotonic() - clock
@@ -148,8 +139,9 @@ def synth(config: SynthConfig) -> dict:
     funnel.write_drops(out / "dropped.jsonl")
     stats = {
         "out": str(out),
-        "curated": str(curated),
-        "settings": {"seed": seed, "max_problems": max_problems, "timeout": timeout, "n_candidates": n_candidates,
+        "curated": str(c.curated),
+        "settings": {"seed": c.seed, "max_problems": c.max_problems, "timeout": c.timeout,
+                     "n_candidates": c.n_candidates,
                      "dpo_source": source, "teacher": teacher.model if teacher else None,
                      "benchmarks": benchmark_filter.benchmarks},
         "documents": {"read": documents.read, "python": documents.python, "syntax_error": documents.syntax_error,
