@@ -349,5 +349,7 @@ def test_console_is_quiet_unless_verbose(runs):
     assert not [line for line in console.splitlines() if "INFO" in line or "SUCCESS" in line], console[-2000:]
     task_log = (out / "_work/logs/filter/logs/task_00000.log").read_text()
     assert "Launching pipeline" in task_log and "INFO" in task_log  # the logs went to the run's files
+    assert "Reading dup files" not in console  # datatrove's progress bar, in its task's file instead
+    assert "Reading dup files" in (out / "_work/logs/minhash_clusters/logs/task_00000.stderr").read_text()
     verbose, _, _ = runs["without"]
     assert "Launching pipeline" in verbose.stderr and "INFO" in verbose.stderr

@@ -8,14 +8,16 @@ Quiet by default: every task's datatrove log (DEBUG and up) goes to its file und
 local task's INFO lines to the console when its local rank is 0 and resets the console logger
 after each task, so `QuietLocalExecutor` runs its tasks as a non-zero local rank (datatrove's own
 switch for a task that keeps its logs to its file) and turns the console back to warnings after
-each task. `quiet=False` (`--verbose`) keeps datatrove's console logging. Ray workers' output
-stays on the workers and Slurm jobs log to their files.
+each task. What a task writes to stderr itself (datatrove's tqdm bars, Python warnings) goes to
+`logs/task_NNNNN.stderr` beside its log. `quiet=False` (`--verbose`) keeps datatrove's console
+logging. Ray workers' output stays on the workers and Slurm jobs log to their files.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from contextlib import redirect_stderr
 from dataclasses import dataclass
 
 from datatrove.executor import LocalPipelineExecutor
@@ -58,7 +60,10 @@ class QuietLocalExecutor(LocalPipelineExecutor):
 
     def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
         try:
-            return super()._run_for_rank(rank, 1 if self.quiet else local_rank, node_rank)
+            if not self.quiet:
+                return super()._run_for_rank(rank, local_rank, node_rank)
+            with self.logging_dir.open(f"logs/task_{rank:05d}.stderr", "w") as stderr, redirect_stderr(stderr):
+                return super()._run_for_rank(rank, 1, node_rank)
         finally:
             _console_logging(self.quiet)
 
