@@ -15,6 +15,7 @@ from lingcoder.errors import LingcoderError
 from lingcoder.evaluate.backends import HuggingFaceBackend, make_backend
 from lingcoder.evaluate.execution import VERDICTS
 from lingcoder.evaluate.runner import EvalConfig, run_eval
+from lingcoder.generation.chat_template import ChatTemplate
 from lingcoder.generation.sampling import SamplingParams
 
 from .conftest import embedded_text
@@ -113,6 +114,90 @@ def test_chat_mode_renders_the_tokenizers_chat_template(hf_model, backend, monke
     rendered = "<role>HUMAN</role>Write hello world.<role>ASSISTANT</role>"  # Ling's template, as saved
     assert calls[-1]["input_ids"].tolist() == [hf_model.tokenizer(rendered)["input_ids"]]
     assert answers == generate_directly(hf_model, rendered, do_sample=False, max_new_tokens=8)
+
+
+def scripted_model(hf_model, directory, answer_ids: list[int]) -> None:
+    """Save into `directory` a GPT-2 whose greedy continuation after `answer_ids[-1]` is `answer_ids`, on repeat.
+
+    Its blocks add nothing (zero output projections) and it has no position embeddings, so its last hidden
+    state is a function of the current token alone; its untied head scores the next token in the cycle
+    highest. Wide enough (256) that the other tokens' scores stay far below."""
+    assert len(set(answer_ids)) == len(answer_ids), "the cycle's tokens must be distinct"
+    config = transformers.GPT2Config(
+        vocab_size=len(hf_model.tokenizer), n_positions=1024, n_embd=256, n_layer=1, n_head=2,
+        tie_word_embeddings=False, bos_token_id=hf_model.tokenizer.eos_token_id,
+        eos_token_id=hf_model.tokenizer.eos_token_id, pad_token_id=hf_model.tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        block = model.transformer.h[0]
+        for projection in (block.attn.c_proj, block.mlp.c_proj):
+            projection.weight.zero_()
+            projection.bias.zero_()
+        model.transformer.wpe.weight.zero_()
+        hidden = model.transformer.ln_f(model.transformer.wte.weight)
+        model.lm_head.weight.zero_()
+        for current, following in zip(answer_ids[-1:] + answer_ids[:-1], answer_ids, strict=True):
+            model.lm_head.weight[following] += hidden[current]
+    model.save_pretrained(directory)
+    hf_model.tokenizer.save_pretrained(directory)
+
+
+def test_chat_answers_end_where_the_assistants_turn_ends(hf_model, tmp_path):
+    """Ling's `<role>` opening another turn ends the answer (decoding alone would drop it and run on)."""
+    rendered = "<role>HUMAN</role>Write hello world.<role>ASSISTANT</role>"
+    tokenizer = hf_model.tokenizer
+    answer_ids = tokenizer("return<role>HUMAN")["input_ids"]
+    turn_end = tokenizer(rendered)["input_ids"][-1]  # </role>: the prompt's last token starts the cycle
+    cycle = [*answer_ids, turn_end]
+    scripted_model(hf_model, tmp_path / "scripted", cycle)
+    backend = HuggingFaceBackend(str(tmp_path / "scripted"))
+    (raw,) = backend.complete([rendered], SamplingParams(max_tokens=12))
+    assert raw == [tokenizer.decode((cycle * 12)[:12], skip_special_tokens=True)]  # base mode drops specials
+    assert raw[0].startswith("returnHUMANreturn")
+    (answers,) = backend.chat([[{"role": "user", "content": "Write hello world."}]], SamplingParams(max_tokens=12))
+    assert answers == ["return"]
+
+
+def test_our_chat_template_reads_what_transformers_reads(hf_model, tmp_path):
+    """transformers takes `chat_template.jinja` over tokenizer_config.json's template, and so do we."""
+    messages = [{"role": "user", "content": "Add 1 and 2."}]
+    expected = hf_model.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert ChatTemplate.from_model_dir(hf_model.directory).render(messages) == expected
+    directory = tmp_path / "jinja-template"
+    shutil.copytree(hf_model.directory, directory)
+    (directory / "chat_template.jinja").write_text(
+        "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{{ eos_token }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[assistant] {% endif %}"
+    )
+    rendered = ChatTemplate.from_model_dir(directory).render(messages)
+    assert rendered == "[user] Add 1 and 2.<|endoftext|>\n[assistant] "
+    assert rendered == transformers.AutoTokenizer.from_pretrained(directory).apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True)
+
+
+def test_remote_code_runs_only_when_trusted(hf_model, tmp_path):
+    """A model type transformers does not know, whose `auto_map` names its own code, as Ling-Coder-lite's does."""
+    directory = tmp_path / "remote-code"
+    shutil.copytree(hf_model.directory, directory)
+    (directory / "configuration_marked.py").write_text(
+        "from transformers import GPT2Config\n\n\nclass MarkedConfig(GPT2Config):\n    model_type = 'marked_gpt2'\n"
+    )
+    (directory / "modeling_marked.py").write_text(
+        "from transformers import GPT2LMHeadModel\n\nfrom .configuration_marked import MarkedConfig\n\n\n"
+        "class MarkedGPT2(GPT2LMHeadModel):\n    config_class = MarkedConfig\n    loaded_from_remote_code = True\n"
+    )
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text())
+    auto_map = {"AutoConfig": "configuration_marked.MarkedConfig", "AutoModelForCausalLM": "modeling_marked.MarkedGPT2"}
+    config_path.write_text(json.dumps({**config, "model_type": "marked_gpt2", "auto_map": auto_map}))
+    with pytest.raises(LingcoderError, match="directory: .*custom code.*--trust-remote-code runs it"):
+        HuggingFaceBackend(str(directory))
+    backend = make_backend("hf", str(directory), trust_remote_code=True)
+    assert backend.model.loaded_from_remote_code
+    assert backend.complete([PROMPT], SamplingParams(max_tokens=6)) == [
+        generate_directly(hf_model, PROMPT, do_sample=False, max_new_tokens=6)]
 
 
 def test_eval_generates_and_judges_with_the_hf_backend(hf_model, tmp_path):

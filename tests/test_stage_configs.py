@@ -36,10 +36,10 @@ COMMANDS = {
     ),
     "eval": (
         ["eval", "--out", "o", "--benchmark", "mbpp", "--n", "5", "--temperature", "0.8", "--k", "1,5",
-         "--stop", "x", "--no-namespaces", "--limit", "3", "--task", "t/1"],
+         "--stop", "x", "--no-namespaces", "--limit", "3", "--task", "t/1", "--trust-remote-code"],
         "lingcoder.evaluate.runner", "run_eval", EvalConfig, "eval",
         {"out": "o", "benchmark": "mbpp", "n": 5, "temperature": 0.8, "k": [1, 5], "stop": ["x"],
-         "use_namespaces": False, "limit": 3, "tasks": ["t/1"]},
+         "use_namespaces": False, "limit": 3, "tasks": ["t/1"], "trust_remote_code": True},
     ),
     "synth": (
         ["synth", "cur", "--out", "o", "--teacher-mode", "magpie", "--max-problems", "7", "--seed", "3",

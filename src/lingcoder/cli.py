@@ -384,6 +384,9 @@ def eval_command(
     model: Annotated[str | None, typer.Option(help="Checkpoint dir, HF model, or endpoint model name.")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://h:8000/v1.")] = None,
     device: Annotated[str | None, typer.Option(help="Device for the checkpoint and hf backends.")] = None,
+    trust_remote_code: Annotated[bool | None, typer.Option(
+        "--trust-remote-code", help="hf backend: run the model's own code (auto_map); only for models you trust.")]
+    = None,
     mode: Annotated[str | None, typer.Option(help="base (completion prompts) or instruct (chat, fenced code).")]
     = None,
     n: Annotated[int | None, typer.Option(help="Samples per task.")] = None,
@@ -418,7 +421,8 @@ def eval_command(
     run_eval(_stage_config(
         EvalConfig, "eval", config, set_, out=out, samples=samples, benchmark=_one_or_list(benchmark),
         benchmark_file=_one_or_list(benchmark_file), since=_day(since, "--since"), until=_day(until, "--until"),
-        fim_mode=fim_mode, backend=backend, model=model, base_url=base_url, device=device, mode=mode, n=n,
+        fim_mode=fim_mode, backend=backend, model=model, base_url=base_url, device=device,
+        trust_remote_code=trust_remote_code, mode=mode, n=n,
         temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop, tasks=task, limit=limit, k=ks,
         workers=workers, timeout=timeout, min_timeout=min_timeout, timeout_factor=timeout_factor,
         use_namespaces=namespaces, progress=progress,

@@ -7,8 +7,9 @@ stop strings applied. Temperature 0 means greedy decoding.
 - `CheckpointBackend`: our own `lingcoder.generation.generate` on a checkpoint directory; chat uses the
   Ling chat template (`<role>HUMAN</role>...<role>ASSISTANT</role>`).
 - `HuggingFaceBackend`: `transformers.AutoModelForCausalLM`, installed on demand
-  (`pip install 'lingcoder[hf]'`); chat uses the tokenizer's chat template. A local directory is
-  read without asking the hub; a hub id comes from the local cache or is downloaded.
+  (`pip install 'lingcoder[hf]'`); chat uses the tokenizer's chat template and ends each answer where
+  the assistant's turn ends. A local directory is read without asking the hub; a hub id comes from the
+  local cache or is downloaded.
 - `OpenAIBackend`: `/v1/completions` and `/v1/chat/completions` (vLLM, our server, ...), with the
   key from $OPENAI_API_KEY when set. It speaks HTTP with the standard library: two JSON POST calls
   do not justify a client dependency. Endpoints cap the stop strings of a request (vLLM and OpenAI at
@@ -78,7 +79,7 @@ class CheckpointBackend:
 class HuggingFaceBackend:
     """A `transformers` causal LM: a local model directory, or a hub id (from the local cache or downloaded)."""
 
-    def __init__(self, model: str, device: str = "cpu") -> None:
+    def __init__(self, model: str, device: str = "cpu", trust_remote_code: bool = False) -> None:
         try:
             import torch
             import transformers
@@ -92,15 +93,36 @@ class HuggingFaceBackend:
         self.device = device
         self.model_name = model
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local)
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(source, local_files_only=local)
+            options = {"local_files_only": local, "trust_remote_code": trust_remote_code}
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **options)
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(source, **options)
         except (OSError, ValueError) as exc:
             what = "the model directory" if local else "the Hugging Face model"
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "trust_remote_code" in str(exc) and not trust_remote_code:
+                reason += " (the model ships its own code: --trust-remote-code runs it, for a model you trust)"
             raise LingcoderError(f"{model}: transformers cannot load {what}: {reason}") from None
         self.model = self.model.to(device).eval()
 
     def complete(self, prompts: list[str], settings: SamplingParams) -> list[list[str]]:
+        return self._generate(prompts, settings)
+
+    def chat(self, conversations: list[list[dict]], settings: SamplingParams) -> list[list[str]]:
+        """Answers to the rendered conversations, each cut at the first token that ends the assistant's
+        turn: Ling's `<|endoftext|>`, or a `<role>` that opens another turn. transformers stops only at
+        the end-of-sequence ids and decoding drops special tokens, so without the cut a Ling model's
+        answer would run on into the next turn's text."""
+        if not self.tokenizer.chat_template:
+            raise LingcoderError(f"{self.model_name}: the tokenizer has no chat template (use --mode base)")
+        prompts = [
+            self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+            for c in conversations
+        ]
+        vocabulary = self.tokenizer.get_vocab()
+        turn_ends = {vocabulary[token] for token in CHAT_STOPS if token in vocabulary}
+        return self._generate(prompts, settings, turn_ends)
+
+    def _generate(self, prompts: list[str], settings: SamplingParams, turn_ends: set[int] = frozenset()):
         outputs = []
         pad_token_id = self.tokenizer.pad_token_id
         if pad_token_id is None:
@@ -120,19 +142,15 @@ class HuggingFaceBackend:
                     pad_token_id=pad_token_id,
                     **(sampling if settings.temperature > 0 else {"do_sample": False}),
                 )
-            new = tokens[:, inputs["input_ids"].shape[1] :]
-            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            answers = [_cut_at_token(row, turn_ends) for row in tokens[:, inputs["input_ids"].shape[1] :].tolist()]
+            texts = self.tokenizer.batch_decode(answers, skip_special_tokens=True)
             outputs.append([cut_at_stop(t, settings.stop) for t in texts])
         return outputs
 
-    def chat(self, conversations: list[list[dict]], settings: SamplingParams) -> list[list[str]]:
-        if not self.tokenizer.chat_template:
-            raise LingcoderError(f"{self.model_name}: the tokenizer has no chat template (use --mode base)")
-        prompts = [
-            self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-            for c in conversations
-        ]
-        return self.complete(prompts, settings)
+
+def _cut_at_token(ids: list[int], ends: set[int]) -> list[int]:
+    """`ids` up to the first of `ends`."""
+    return next((ids[:i] for i, token in enumerate(ids) if token in ends), ids)
 
 
 class OpenAIBackend:
@@ -232,13 +250,14 @@ def _choices(reply: dict, n: int) -> list[dict]:
 
 
 def make_backend(
-    kind: str, model: str, *, base_url: str | None = None, device: str = "cpu", api_key: str | None = None
+    kind: str, model: str, *, base_url: str | None = None, device: str = "cpu", api_key: str | None = None,
+    trust_remote_code: bool = False,
 ):
     """Build a backend by name: `checkpoint`, `hf`, `openai` or `vllm` (call its `close()` when done)."""
     if kind == "checkpoint":
         return CheckpointBackend(model, device=device)
     if kind == "hf":
-        return HuggingFaceBackend(model, device=device)
+        return HuggingFaceBackend(model, device=device, trust_remote_code=trust_remote_code)
     if kind == "openai":
         if not base_url:
             raise LingcoderError("the openai backend needs --base-url (e.g. http://localhost:8000/v1)")

@@ -92,6 +92,9 @@ class EvalConfig:
     model: str | None = None  # checkpoint directory, HF model, or the endpoint's model name
     base_url: str | None = None  # OpenAI-compatible endpoint, e.g. http://h:8000/v1
     device: str = "cpu"  # for the checkpoint and hf backends
+    # hf backend: run the model's own Python code (the `auto_map` files a hub model such as Ling-Coder-lite
+    # ships); only for models you trust
+    trust_remote_code: bool = False
     mode: str = "base"  # base: completion prompts; instruct: chat template, fenced code
     n: int = 1  # samples per task
     temperature: float = 0.0  # 0 = greedy
@@ -150,7 +153,8 @@ def run_eval(config: EvalConfig) -> dict:
         settings = SamplingParams(
             n=c.n, temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens, stop=tuple(c.stop or ())
         )
-        generator = make_backend(c.backend, c.model, base_url=c.base_url, device=c.device)
+        generator = make_backend(c.backend, c.model, base_url=c.base_url, device=c.device,
+                                 trust_remote_code=c.trust_remote_code)
         try:
             out_dir = Path(c.out)
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,8 @@
-"""A checkpoint's chat template (the Jinja template in tokenizer_config.json), rendered as transformers does.
+"""A checkpoint's chat template, rendered as transformers does.
+
+The template is read where transformers reads it: `chat_template.jinja` (what transformers 5 writes)
+when the directory has one, else the `chat_template` string in `tokenizer_config.json`, whose special
+tokens the template may use either way.
 
 Rendering uses Jinja's immutable sandbox with `trim_blocks`/`lstrip_blocks` and the variables
 transformers passes (`messages`, `add_generation_prompt`, the special tokens, `raise_exception`), so
@@ -31,19 +35,21 @@ class ChatTemplate:
 
     @classmethod
     def from_model_dir(cls, model_dir: str | Path) -> ChatTemplate | None:
-        """The template of `model_dir`/tokenizer_config.json, or None when it has none."""
-        path = Path(model_dir) / "tokenizer_config.json"
-        if not path.is_file():
-            return None
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise LingcoderError(f"{path}: unreadable ({exc})") from None
-        source = config.get("chat_template")
+        """The template of `model_dir` (`chat_template.jinja` or tokenizer_config.json), or None when it has none."""
+        config_path = Path(model_dir) / "tokenizer_config.json"
+        config = _read_json(config_path) if config_path.is_file() else {}
+        jinja_path = Path(model_dir) / "chat_template.jinja"
+        if jinja_path.is_file():
+            try:
+                source = jinja_path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise LingcoderError(f"{jinja_path}: unreadable ({exc})") from None
+        else:
+            source = config.get("chat_template")
+            if source is not None and not isinstance(source, str):
+                raise LingcoderError(f"{config_path}: only a single chat_template string is supported")
         if not source:
             return None
-        if not isinstance(source, str):
-            raise LingcoderError(f"{path}: only a single chat_template string is supported")
         tokens = {name: _token_text(config.get(name)) for name in ("bos_token", "eos_token", "pad_token")}
         return cls(source, tokens)
 
@@ -54,6 +60,16 @@ class ChatTemplate:
                                         **self.special_tokens)
         except TemplateError as exc:
             raise LingcoderError(f"the chat template cannot render these messages: {exc}") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LingcoderError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(config, dict):
+        raise LingcoderError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    return config
 
 
 def _token_text(token) -> str | None:
