@@ -291,6 +291,22 @@ def test_the_page_reports_the_runs_own_numbers(run_dir, report):
     assert "moe vs dense" in card and "not supported either way" in card and "4,096 tokens per run" in card
 
 
+def test_the_model_card_claims_a_difference_only_where_the_seeds_resolve_it():
+    from lingcoder.report.sections import study_findings
+
+    runs = [{"arm": arm, "seed": seed, "total_params": 67232, "val_loss": loss}
+            for arm, losses in [("k2", [4.5, 4.62, 4.68]), ("k1", [4.0, 4.1, 4.2]), ("k4", [4.9, 4.9, 5.0]),
+                                ("k8", [4.0, 4.9, 4.6])]
+            for seed, loss in enumerate(losses)]
+    entry = {**study_entry("inference-k", ["val_loss"], "k2", runs), "seeds": [0, 1, 2]}
+    claims = {row[1]: row[4] for row in study_findings({"inference-k": entry})}
+    assert claims == {
+        "k1 vs k2": "k1 better than k2 at this scale (k1 better in 3 of 3 seeds)",
+        "k4 vs k2": "k4 worse than k2 at this scale (k4 better in 0 of 3 seeds)",
+        "k8 vs k2": "not supported either way: the 95% interval of the difference includes 0 over 3 seed(s)",
+    }
+
+
 def test_pretraining_records_each_experts_share_of_each_moe_layer(run_dir):
     train = [r for r in read_metrics(run_dir / "pretrain" / "metrics.jsonl") if r["kind"] == "train"]
     assert len(train) == 8

@@ -424,7 +424,8 @@ def study_findings(results: dict | None) -> list[list]:
                 claim = (f"not supported either way: the 95% interval of the difference includes 0 "
                          f"over {d['n']} seed(s)")
             else:
-                claim = f"{arm} {d['verdict']} than {entry['baseline']} at this scale ({d['wins']}/{d['n']} seeds)"
+                claim = (f"{arm} {d['verdict']} than {entry['baseline']} at this scale "
+                         f"({arm} better in {d['wins']} of {d['n']} seeds)")
             rows.append([key, f"{arm} vs {entry['baseline']}", metric, format_difference(d), claim, scale])
     return rows
 
