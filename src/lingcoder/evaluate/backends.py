@@ -70,7 +70,8 @@ class CheckpointBackend:
 
     def chat(self, conversations: list[list[dict]], settings: SamplingParams) -> list[list[str]]:
         if self.chat_template is None:
-            raise LingcoderError(f"{self.model_dir}: no chat_template in tokenizer_config.json (use --mode base)")
+            raise LingcoderError(f"{self.model_dir}: no chat template (chat_template.jinja or tokenizer_config.json; "
+                                 "use --mode base)")
         prompts = [self.chat_template.render(c) for c in conversations]
         stop = tuple(dict.fromkeys([*settings.stop, *CHAT_STOPS]))
         return self.complete(prompts, dataclasses.replace(settings, stop=stop))
@@ -103,6 +104,8 @@ class HuggingFaceBackend:
                 reason += " (the model ships its own code: --trust-remote-code runs it, for a model you trust)"
             raise LingcoderError(f"{model}: transformers cannot load {what}: {reason}") from None
         self.model = self.model.to(device).eval()
+        vocabulary = self.tokenizer.get_vocab()
+        self.turn_ends = frozenset(vocabulary[token] for token in CHAT_STOPS if token in vocabulary)
 
     def complete(self, prompts: list[str], settings: SamplingParams) -> list[list[str]]:
         return self._generate(prompts, settings)
@@ -118,11 +121,9 @@ class HuggingFaceBackend:
             self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
             for c in conversations
         ]
-        vocabulary = self.tokenizer.get_vocab()
-        turn_ends = {vocabulary[token] for token in CHAT_STOPS if token in vocabulary}
-        return self._generate(prompts, settings, turn_ends)
+        return self._generate(prompts, settings, self.turn_ends)
 
-    def _generate(self, prompts: list[str], settings: SamplingParams, turn_ends: set[int] = frozenset()):
+    def _generate(self, prompts: list[str], settings: SamplingParams, turn_ends: frozenset[int] = frozenset()):
         outputs = []
         pad_token_id = self.tokenizer.pad_token_id
         if pad_token_id is None:
@@ -148,7 +149,7 @@ class HuggingFaceBackend:
         return outputs
 
 
-def _cut_at_token(ids: list[int], ends: set[int]) -> list[int]:
+def _cut_at_token(ids: list[int], ends: frozenset[int]) -> list[int]:
     """`ids` up to the first of `ends`."""
     return next((ids[:i] for i, token in enumerate(ids) if token in ends), ids)
 

@@ -31,6 +31,7 @@ class ChatTemplate:
             self.template = environment.from_string(source)
         except TemplateError as exc:
             raise LingcoderError(f"chat template does not compile: {exc}") from None
+        self.source = source
         self.special_tokens = special_tokens
 
     @classmethod

@@ -1,5 +1,5 @@
-"""Conversations as training tokens, rendered with the checkpoint's own chat template (`tokenizer_config.json`,
-through `generation.chat_template`, as the server and the evaluation backends render prompts), with a mask of the
+"""Conversations as training tokens, rendered with the checkpoint's own chat template (read by
+`generation.chat_template`, as the server and the evaluation backends render prompts), with a mask of the
 tokens the model must learn to write.
 
 The template is rendered for growing prefixes of the conversation, the way `transformers` finds assistant
@@ -12,6 +12,7 @@ against tokenizing the whole text, so the tokens are exactly those inference see
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,11 +57,12 @@ class ChatRenderer:
         directory = Path(directory)
         template = ChatTemplate.from_model_dir(directory)
         if template is None:
-            raise LingcoderError(f"{directory}: no chat_template in tokenizer_config.json; conversations are rendered "
-                                 "with the checkpoint's own template, the one inference uses")
+            raise LingcoderError(f"{directory}: no chat template (chat_template.jinja or tokenizer_config.json); "
+                                 "conversations are rendered with the checkpoint's own template, as inference does")
         tokenizer = load_tokenizer(directory)
-        files = (directory / "tokenizer.json").read_bytes() + (directory / "tokenizer_config.json").read_bytes()
-        return cls(tokenizer, template, hashlib.sha256(files).hexdigest()[:16])
+        rendering = json.dumps([template.source, template.special_tokens]).encode()
+        fingerprint = hashlib.sha256((directory / "tokenizer.json").read_bytes() + rendering).hexdigest()[:16]
+        return cls(tokenizer, template, fingerprint)
 
     def render(self, messages: list[dict]) -> Rendered:
         """Tokens and trained-token mask of a conversation of {"role": system|user|assistant, "content"}."""

@@ -46,7 +46,7 @@ def save_training_checkpoint(root: Path, step: int, model, optimizer, config: Ba
         tmp = root / f"{checkpoint_name(step)}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         save_state_dict(model_state, config, tmp)
-        for name in ("tokenizer.json", "tokenizer_config.json"):
+        for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
             if (tokenizer_dir / name).is_file():
                 shutil.copy(tokenizer_dir / name, tmp / name)
         rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
